@@ -1,0 +1,386 @@
+"""The one config schema for every stage of verticalize.
+
+Every field carries help text (``description``); defaults come from the seed documents (LoRA r=8, alpha=32,
+q_proj/v_proj, dropout 0.1, early stopping after 3 evaluations, clipping 1.0, 20 prefix tokens).
+A config is loaded from YAML and overridden with ``key.sub=value`` pairs; unknown keys are reported with their
+full path and the closest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which key and what to do."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------- project / model
+class ProjectConfig(Section):
+    name: str = Field("vertical", description="Project name, used in run directory names and model cards.")
+    run_dir: str = Field("runs/vertical", description="Directory where every stage writes its artifacts.")
+    docs: list[str] = Field(default_factory=list,
+                            description="Document folders or globs to ingest (recursive); relative to the config file.")
+    seed_data: list[str] = Field(default_factory=list,
+                                 description="User-labelled example files (alpaca, sharegpt, messages or text,label; "
+                                             "JSONL or CSV).")
+    test_set: str | None = Field(None, description="A human-written test file (our JSONL or SQuAD JSON) that replaces "
+                                                   "the synthetic test split.")
+    seed: int = Field(42, description="Random seed for every stage (splits, training, sampling).")
+    language: Literal["auto", "zh", "en"] = Field("auto", description="Main language of the documents; auto detects.")
+    system_prompt: str = Field("You are a careful assistant for this domain. Answer from the domain's rules.",
+                               description="Domain system prompt used in training and by every evaluation rung.")
+
+
+class ModelConfig(Section):
+    base: str = Field("smollm2-135m-instruct",
+                      description="Base model: a catalog name (see `verticalize models`), a local directory, "
+                                  "a cached hub id, or a path to a .gguf file.")
+    gguf_file: str | None = Field(None, description="GGUF file name inside `base` when `base` is a directory/hub id.")
+    cache_dir: str | None = Field(None, description="Where converted models are cached; default "
+                                                    "~/.cache/verticalize/models (env VERTICALIZE_CACHE).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for the frozen base; auto = bf16 where the hardware supports it.")
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code from the model directory (off: "
+                                                       "safety default).")
+    max_seq_len: int = Field(1024, ge=16, description="Longest training/eval sequence in tokens; longer is truncated.")
+
+
+# --------------------------------------------------------------------------------------------- ingest / kb
+class PIIConfig(Section):
+    enabled: bool = Field(True, description="Redact personal data before anything is stored.")
+    kinds: list[str] = Field(["id_card", "mobile", "landline", "bank_card", "email", "ip"],
+                             description="Kinds of PII to redact.")
+
+
+class IngestConfig(Section):
+    formats: list[str] = Field([".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".csv", ".jsonl"],
+                               description="File extensions read; others are listed as skipped (unsupported).")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are skipped (too large).")
+    chunk_chars: int = Field(600, ge=50, description="Target chunk size in characters.")
+    chunk_overlap: int = Field(80, ge=0, description="Characters of overlap between neighbouring chunks.")
+    min_chunk_chars: int = Field(20, ge=1, description="Chunks shorter than this are merged or dropped.")
+    strip_boilerplate: bool = Field(True, description="Remove lines repeated across pages (headers/footers).")
+    dedup: Literal["none", "exact", "near"] = Field("near", description="Chunk deduplication: exact (normalised) "
+                                                                       "or near-duplicate (MinHash).")
+    near_dup_threshold: float = Field(0.85, gt=0, le=1, description="Jaccard threshold for near duplicates.")
+    pii: PIIConfig = Field(default_factory=PIIConfig, description="PII redaction.")
+
+
+class KBConfig(Section):
+    backend: str = Field("local", description="Index backend: local (bm25s on disk) or a registered external one.")
+    embedding_model: str | None = Field(None, description="Local path of a sentence-embedding model to add dense "
+                                                          "retrieval (hybrid with BM25 through RRF).")
+    top_k: int = Field(3, ge=1, description="Chunks retrieved per question by the RAG rungs and the server.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    bm25_k1: float = Field(1.5, description="BM25 k1.")
+    bm25_b: float = Field(0.75, description="BM25 b.")
+
+
+# --------------------------------------------------------------------------------------------- data
+class TeacherConfig(Section):
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint of the teacher model "
+                                                   "(env VERTICALIZE_TEACHER_BASE_URL).")
+    model: str | None = Field(None, description="Teacher model name (env VERTICALIZE_TEACHER_MODEL).")
+    api_key_env: str = Field("VERTICALIZE_TEACHER_API_KEY", description="Environment variable holding the API key.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(3, ge=0, description="Retries with exponential back-off.")
+    temperature: float = Field(0.3, ge=0, description="Sampling temperature for generation.")
+
+
+class AugmentConfig(Section):
+    glossary: str | None = Field(None, description="Glossary file (CSV/JSON: term, replacement or synonyms) for "
+                                                   "entity replacement and synonym swap.")
+    entity_replacement: bool = Field(False, description="Create variants by consistent glossary entity replacement.")
+    synonym_swap: bool = Field(False, description="Create variants by swapping glossary synonyms.")
+    list_reorder: bool = Field(True, description="Create variants of list answers with reordered items.")
+    back_translation: bool = Field(False, description="zh<->en back-translation through the teacher.")
+    paraphrase: bool = Field(False, description="Question paraphrase through the teacher.")
+    max_per_example: int = Field(1, ge=0, description="At most this many augmented variants per example.")
+
+
+class DataConfig(Section):
+    generator: Literal["rules", "llm", "both"] = Field("rules", description="Distillation generator.")
+    max_per_chunk: int = Field(4, ge=0, description="At most this many generated pairs per chunk.")
+    cloze: bool = Field(True, description="Also make cloze (fill-in) questions.")
+    grounding_threshold: float = Field(0.6, ge=0, le=1, description="Minimum share of answer characters found in the "
+                                                                   "chunk for a pair to be kept.")
+    split: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="Train/validation/test shares, "
+                                                                           "split by source document.")
+    decontaminate_threshold: float = Field(0.8, gt=0, le=1, description="Training questions this similar to a test "
+                                                                        "question are removed.")
+    task: Literal["qa", "classification"] = Field("qa", description="Task form of the dataset.")
+    labels: list[str] = Field(default_factory=list, description="Label set for classification (empty: from data).")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="LLM teacher endpoint.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"shares must add up to 1, got {list(v)} (sum {sum(v):.3f})")
+        return v
+
+
+# --------------------------------------------------------------------------------------------- train
+class LoraConfig(Section):
+    r: int = Field(8, ge=1, description="LoRA rank r (ΔW = A·Bᵀ with r ≪ d).")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] | Literal["auto", "all-linear"] = Field(
+        ["q_proj", "v_proj"], description="Modules that get adapters; auto = the catalog's targets for the model.")
+
+
+class PrefixConfig(Section):
+    num_virtual_tokens: int = Field(20, ge=1, description="Virtual tokens for prefix and prompt tuning.")
+    prompt_init_text: str | None = Field(None, description="Prompt tuning: initialise from this text's embeddings.")
+
+
+class StageConfig(Section):
+    name: str = Field(description="Stage name; the adapter is saved under this name.")
+    task: Literal["sft", "pretrain", "classification"] = Field(
+        "sft", description="sft: chat QA; pretrain: continued pre-training on document text; classification.")
+    data: str = Field("dataset", description="'dataset' (the built dataset), 'corpus' (document chunks), or a "
+                                             "path to a JSONL file.")
+    epochs: float | None = Field(None, description="Epochs for this stage (default: train.epochs).")
+    learning_rate: float | None = Field(None, description="Learning rate for this stage (default: train.lr).")
+
+
+class TrainConfig(Section):
+    method: Literal["lora", "dora", "qlora", "prefix", "prompt", "ia3", "full"] = Field(
+        "lora", description="Adaptation method (all through PEFT; full = full fine-tuning baseline).")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA/DoRA/QLoRA settings.")
+    prefix: PrefixConfig = Field(default_factory=PrefixConfig, description="Prefix/prompt tuning settings.")
+    epochs: float = Field(3.0, gt=0, description="Training epochs.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps for linear warm-up (then cosine).")
+    batch_tokens: int = Field(2048, ge=16, description="Tokens per micro-batch with packing (padding-free).")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    packing: bool = Field(True, description="Pack several examples into one sequence (no padding waste).")
+    assistant_only_loss: bool = Field(True, description="Loss only on assistant tokens.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    early_stopping_patience: int = Field(3, ge=0, description="Stop after this many evaluations without "
+                                                             "validation-loss improvement (0: off).")
+    eval_every: int = Field(50, ge=1, description="Evaluate validation loss every N steps (and at epoch end).")
+    save_every: int = Field(100, ge=1, description="Write a resumable checkpoint every N steps.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Compute precision; auto = bf16 "
+                                                                                   "where supported.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
+    stages: list[StageConfig] = Field(default_factory=list,
+                                      description="Layered fine-tuning: stages trained in order, each on top of "
+                                                  "the previous; empty = one 'task' stage on the dataset.")
+    device_memory_gb: float | None = Field(None, description="Memory to plan against (default: detected).")
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+class GateConfig(Section):
+    goal: str = Field(description="The business goal in the user's own words.")
+    metric: str = Field(description="Metric name, e.g. f1, exact_match, accuracy, p99_latency_ms.")
+    op: Literal[">=", ">", "<=", "<", "=="] = Field(">=", description="Comparison.")
+    threshold: float = Field(description="Threshold the metric must meet.")
+
+
+class EvalConfig(Section):
+    rungs: list[str] = Field(["prompt", "rag", "peft", "peft+rag"], description="Ladder rungs to measure.")
+    few_shot: int = Field(3, ge=0, description="Few-shot examples for the prompt rung.")
+    max_new_tokens: int = Field(64, ge=1, description="Generation length per answer.")
+    max_examples: int | None = Field(None, ge=1, description="Evaluate at most this many test examples.")
+    judge: bool = Field(False, description="Also score with the LLM judge (teacher endpoint).")
+
+
+class ServeConfig(Section):
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=1, le=65535, description="Port.")
+    engine: Literal["embedded", "llamacpp", "vllm"] = Field("embedded", description="Inference engine.")
+    api_key_env: str = Field("VERTICALIZE_API_KEY", description="Env var with the accepted API key(s), "
+                                                                "comma-separated; unset = no auth.")
+    max_prompt_tokens: int = Field(2048, ge=1, description="Longest accepted prompt.")
+    max_output_tokens: int = Field(512, ge=1, description="Largest accepted max_tokens.")
+    max_concurrency: int = Field(4, ge=1, description="Requests generating at once.")
+    max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    rag_adapters: list[str] = Field(default_factory=list, description="Adapters whose profile always adds retrieval.")
+
+
+class PlanConfig(Section):
+    device: str = Field("auto", description="Device profile for estimates (auto, cpu, a100-80g, h100-80g, "
+                                            "rtx4090, ...).")
+    num_devices: int = Field(1, ge=1, description="Devices for data parallel training.")
+    zero_stage: Literal[0, 1, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for the estimate.")
+    price_per_device_hour: float = Field(0.0, ge=0, description="Cost per device-hour for the cost estimate.")
+    device_tflops: float | None = Field(None, description="Sustained TFLOP/s to assume (default: the profile's).")
+
+
+class Requirements(Section):
+    gates: list[GateConfig] = Field(default_factory=list, description="Business goals mapped to metric gates.")
+
+
+class Config(Section):
+    project: ProjectConfig = Field(default_factory=ProjectConfig, description="Project and inputs.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Document ingest.")
+    kb: KBConfig = Field(default_factory=KBConfig, description="Knowledge base.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training data.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation ladder.")
+    requirements: Requirements = Field(default_factory=Requirements, description="Business gates.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Serving gateway.")
+    plan: PlanConfig = Field(default_factory=PlanConfig, description="Estimates and planning.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def _field_names(model_cls: type[BaseModel]) -> list[str]:
+    return list(model_cls.model_fields)
+
+
+def _section_at(path: list[str]) -> type[BaseModel] | None:
+    """The pydantic class reached by following ``path`` from Config (None when it is not a section)."""
+    cls: Any = Config
+    for part in path:
+        field = cls.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        cls = ann
+    return cls
+
+
+def _unknown_key_message(path: list[str], key: str) -> str:
+    cls = _section_at(path)
+    names = _field_names(cls) if cls else []
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    where = ".".join(path + [key])
+    hint = f"; did you mean {', '.join('.'.join(path + [c]) for c in close)}?" if close else ""
+    valid = f" Valid keys here: {', '.join(names)}." if names else ""
+    return f"unknown config key '{where}'{hint}{valid}"
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"]]
+        if e["type"] == "extra_forbidden":
+            lines.append(_unknown_key_message(loc[:-1], loc[-1]))
+        else:
+            lines.append(f"config key '{'.'.join(loc)}': {e['msg']} (got {e.get('input')!r})")
+    return f"invalid config ({source}):\n  " + "\n  ".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``train.lora.r=16`` → (['train','lora','r'], 16). Values are parsed as YAML scalars/lists."""
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like key.sub=value")
+    key, raw = item.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override '{item}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for i, part in enumerate(path[:-1]):
+            if _section_at(path[: i + 1]) is None and not isinstance(node.get(part), dict):
+                raise ConfigError(_unknown_key_message(path[:i], part))
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load YAML (or defaults when ``path`` is None), apply overrides, validate. Raises ConfigError."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}. Create one with `verticalize init DIR`.")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+        source = str(p)
+        _resolve_relative_paths(data, p.parent)
+    data = apply_overrides(data, overrides or [])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    """Paths in the project section are relative to the config file, so a project folder can move."""
+    project = data.get("project")
+    if not isinstance(project, dict):
+        return
+
+    def fix(v: Any) -> Any:
+        if isinstance(v, str) and v and not Path(v).is_absolute():
+            return os.path.normpath(base / v)
+        return v
+
+    for key in ("docs", "seed_data"):
+        if isinstance(project.get(key), list):
+            project[key] = [fix(v) for v in project[key]]
+    for key in ("test_set", "run_dir"):
+        if project.get(key):
+            project[key] = fix(project[key])
+
+
+# --------------------------------------------------------------------------------------------- starter project
+def commented_yaml(model: BaseModel | None = None, indent: int = 0) -> str:
+    """The resolved config as YAML with each field's help text as a comment above it."""
+    model = model or Config()
+    out: list[str] = []
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if field.description:
+            out.append(f"{pad}# {field.description}")
+        if isinstance(value, BaseModel):
+            out.append(f"{pad}{name}:")
+            out.append(commented_yaml(value, indent + 1))
+        else:
+            # JSON is valid YAML and keeps every value on one line under its comment.
+            out.append(f"{pad}{name}: {json.dumps(_jsonable(value), ensure_ascii=False)}")
+    return "\n".join(out)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

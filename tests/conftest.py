@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny random Llama model (no weights needed) and small helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from verticalize.models.tiny import build_tiny_model
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny LlamaForCausalLM + tokenizer with a ChatML chat template, written once per session."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+def require_program(name: str) -> str:
+    """Path of a system program; skip when missing locally, fail under CI (where the README's set-up installs it)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is required under CI=true; `make test` installs it (apt-get install -y {name})")
+    pytest.skip(f"{name} not installed")
