@@ -12,7 +12,8 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="verticalize: documents in -> a measured, served, monitored vertical model out.")
 
-_MODULES = ("project", "models", "plan", "train", "ingest", "kb", "data", "evaluate", "serve", "export")
+_MODULES = ("project", "models", "plan", "train", "ingest", "kb", "data", "evaluate", "pipeline", "serve",
+            "export")
 
 for _name in _MODULES:
     importlib.import_module(f"verticalize.cli.{_name}").register(app)

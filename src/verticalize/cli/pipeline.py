@@ -1,0 +1,122 @@
+"""The main job (`run`), the embedded default (`demo`)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from verticalize.cli.common import ConfigOpt, SetOpt, UserError, console, friendly, load, out
+from verticalize.config import Config
+
+# The metrics shown in the terminal summary, in this order, when a rung has them.
+SUMMARY_METRICS = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "p50_latency_ms", "p99_latency_ms",
+                   "tokens_per_s")
+
+
+def _progress(stage: str, status: str) -> None:
+    console.print(f"[bold cyan]{stage:>7}[/] {status}")
+
+
+def ladder_table(ladder: dict[str, Any], title: str = "ladder") -> Table:
+    rungs: dict[str, dict[str, Any]] = ladder.get("rungs", {})
+    metrics = [m for m in SUMMARY_METRICS if any(m in r for r in rungs.values())]
+    table = Table(title=title)
+    table.add_column("rung")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("gates")
+    for name, row in rungs.items():
+        cells = [f"{row[m]:.3f}" if isinstance(row.get(m), float) else str(row.get(m, "")) for m in metrics]
+        gate = row.get("passes_all_gates")
+        cells.append("" if gate is None else ("pass" if gate else "fail"))
+        table.add_row(name, *cells)
+    return table
+
+
+def print_summary(result: Any) -> None:
+    stages = Table(title="stages")
+    for col in ("stage", "status", "seconds", "note"):
+        stages.add_column(col)
+    for s in result.stages:
+        stages.add_row(s.name, s.status, f"{s.seconds:.1f}" if s.seconds else "", s.note)
+    out.print(stages)
+    if result.ladder:
+        out.print(ladder_table(result.ladder))
+        rec = result.ladder.get("recommendation") or {}
+        if rec:
+            out.print(f"[bold]recommendation:[/] {rec.get('rung', '?')} — {rec.get('reason', '')}")
+    if result.report:
+        out.print(f"report: {result.report}")
+
+
+def _with_iteration(cfg: Config, iterate: bool) -> Config:
+    """`--iterate`: add the feedback exported from the served model as seed data for this run."""
+    if not iterate:
+        return cfg
+    exported = Path(cfg.project.run_dir) / "feedback" / "seed.jsonl"
+    if not exported.is_file():
+        raise UserError(f"--iterate: no feedback export at {exported}; run `verticalize feedback export "
+                        f"{cfg.project.run_dir}` first")
+    cfg.project.seed_data = [*cfg.project.seed_data, str(exported)]
+    return cfg
+
+
+@friendly
+def run(config: Path = typer.Argument(..., help="Project YAML."), set_: Optional[list[str]] = SetOpt,
+        force: bool = typer.Option(False, help="Rerun every stage even when cached."),
+        strict: bool = typer.Option(False, help="Fail on any skipped input instead of reporting it."),
+        test_set: Optional[Path] = typer.Option(None, help="Human test set replacing the synthetic test split."),
+        iterate: bool = typer.Option(False, help="Add the exported feedback as seed data (the iteration loop)."),
+        ) -> None:
+    """The main job: ingest → knowledge base → dataset → train → evaluate → report."""
+    from verticalize.pipeline import run_pipeline
+
+    cfg = _with_iteration(load(config, set_), iterate)
+    result = run_pipeline(cfg, force=force, strict=strict, test_set=str(test_set) if test_set else None,
+                          progress=_progress)
+    print_summary(result)
+
+
+def demo_config_path(task: str) -> Path:
+    name = "demo.yaml" if task == "qa" else "classification.yaml"
+    path = Path(str(resources.files("verticalize") / "examples" / "demo" / name))
+    if not path.is_file():
+        raise UserError(f"the demo project {path} is missing from the installed package; reinstall verticalize")
+    return path
+
+
+@friendly
+def demo(task: str = typer.Option("qa", help="qa (bank rules + runbook) or classification (support tickets)."),
+         run_dir: Path = typer.Option(Path("runs/demo"), help="Where the demo run is written."),
+         set_: Optional[list[str]] = SetOpt,
+         force: bool = typer.Option(False, help="Rerun every stage even when cached.")) -> None:
+    """The embedded default: a fictional bank's rules + IT runbook on SmolLM2 with LoRA, end to end."""
+    from verticalize.pipeline import run_pipeline
+
+    if task not in ("qa", "classification"):
+        raise UserError(f"--task must be qa or classification, got '{task}'")
+    config = demo_config_path(task)
+    if task == "qa":
+        cfg = load(config, [f"project.run_dir={run_dir.resolve()}", *(set_ or [])])
+        print_summary(run_pipeline(cfg, force=force, progress=_progress))
+        return
+    # The seeds' ticket-classification case: prefix tuning against LoRA on the same data.
+    ladders = {}
+    for method in ("prefix", "lora"):
+        console.print(f"[bold]classification with {method}[/]")
+        cfg = load(config, [f"project.run_dir={run_dir.resolve()}-{method}", f"train.method={method}",
+                            *(set_ or [])])
+        result = run_pipeline(cfg, force=force, progress=_progress)
+        print_summary(result)
+        ladders[method] = result.ladder or {}
+    out.print(ladder_table({"rungs": {f"{m}:{r}": v for m, lad in ladders.items()
+                                      for r, v in lad.get("rungs", {}).items()}}, title="prefix vs lora"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("demo")(demo)
