@@ -120,6 +120,8 @@ class Pipeline:
 
         cfg, run = self.cfg, self.run
         run.root.mkdir(parents=True, exist_ok=True)
+        # The resolved config travels with the run: later commands on RUN (eval, serve, export) read it.
+        (run.root / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         result = PipelineResult(run.root)
         has_docs = bool(cfg.project.docs)
         if has_docs:

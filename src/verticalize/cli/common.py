@@ -27,6 +27,13 @@ def load(config: Optional[Path], overrides: Optional[list[str]], extra: Optional
     return load_config(config, list(overrides or []) + list(extra or []))
 
 
+def load_for_run(run: Path, config: Optional[Path], overrides: Optional[list[str]]) -> Config:
+    """Config for a command on an existing run: --config if given, else the run's own resolved config.yaml."""
+    saved = Path(run) / "config.yaml"
+    path = config or (saved if saved.is_file() else None)
+    return load_config(path, [f"project.run_dir={Path(run).resolve()}", *(overrides or [])])
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known, user-fixable errors become one red line and exit 2 instead of a traceback."""
 

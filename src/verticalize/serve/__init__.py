@@ -1,0 +1,79 @@
+"""Serving: an OpenAI-compatible gateway over an engine, with retrieval, limits, metrics and feedback.
+
+Public API:
+    build_gateway(cfg, run) -> Gateway     engine + knowledge base + feedback store for a run directory
+    create_app(gateway) -> FastAPI
+    serve_run(cfg, run)                    run the gateway with uvicorn until interrupted
+    export_feedback(run, out=None) -> dict feedback → seed examples for the next `verticalize run --iterate`
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from verticalize.artifacts import RunDir
+from verticalize.config import Config
+from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
+from verticalize.serve.engine import EmbeddedEngine, discover_adapters
+from verticalize.serve.feedback import FeedbackStore, export_seed_examples
+from verticalize.serve.quality import QualitySignals
+
+__all__ = ["Gateway", "GatewaySettings", "build_gateway", "create_app", "serve_run", "export_feedback",
+           "feedback_db_path"]
+
+
+def feedback_db_path(run: RunDir) -> Path:
+    return run.stage("feedback") / "feedback.sqlite"
+
+
+def _redactor() -> Any:
+    try:
+        from verticalize.ingest.pii import redact_text  # the same rules as the documents
+    except ImportError:  # pragma: no cover - ingest is part of the package
+        return None
+    return lambda text: redact_text(text)[0]
+
+
+def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
+    if engine is None:
+        if cfg.serve.engine != "embedded":
+            raise ValueError(f"serve.engine={cfg.serve.engine}: use `verticalize export RUN --to "
+                             f"{'gguf' if cfg.serve.engine == 'llamacpp' else 'vllm'}` and start that engine; "
+                             "the embedded engine is the one the gateway runs in-process")
+        engine = EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg))
+    kb = None
+    if (run.kb_dir / "manifest.json").is_file():
+        from verticalize.kb import open_kb
+
+        kb = open_kb(run.kb_dir)
+    settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, system_prompt=cfg.project.system_prompt)
+    quality = QualitySignals(load_training_questions(run.dataset_split("train")))
+    return Gateway(engine, settings, kb=kb, feedback=FeedbackStore(feedback_db_path(run), _redactor()),
+                   quality=quality)
+
+
+def _base_name(cfg: Config) -> str:
+    return Path(cfg.model.base).name.replace("/", "--")
+
+
+def serve_run(cfg: Config, run: RunDir) -> None:
+    import uvicorn
+
+    app = create_app(build_gateway(cfg, run))
+    # In-flight requests finish on SIGTERM/SIGINT: uvicorn stops accepting, then waits up to this long.
+    uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level="info",
+                timeout_graceful_shutdown=int(cfg.serve.request_timeout_s))
+
+
+def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -> dict[str, int]:
+    db = feedback_db_path(run)
+    if not db.is_file():
+        raise FileNotFoundError(f"no feedback store at {db}: serve the run and POST /v1/feedback first")
+    target = out or run.stage("feedback") / "seed.jsonl"
+    counts = export_seed_examples(FeedbackStore(db), target, min_rating=min_rating)
+    counts["path"] = str(target)  # type: ignore[assignment]
+    return counts
+
+
+__all__ += ["discover_adapters"]
