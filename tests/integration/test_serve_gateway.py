@@ -228,3 +228,37 @@ def test_metrics_count_requests(server: Server):
     assert 'verticalize:requests_total{adapter="task",rung="peft",status="200"}' in text
     assert "verticalize:time_to_first_token_seconds_bucket" in text
     assert 'verticalize:e2e_request_latency_seconds_count{adapter="task"}' in text
+
+
+def test_real_prometheus_scrapes_requests(server: Server, tmp_path: Path):
+    from conftest import require_program
+
+    prometheus = require_program("prometheus")
+    client = server.client()
+    for _ in range(3):
+        client.chat.completions.create(model="domain", messages=[{"role": "user", "content": "fee"}], max_tokens=2)
+    port = _free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: verticalize\n"
+                   f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n", encoding="utf-8")
+    proc = subprocess.Popen([prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        query = 'sum(verticalize:requests_total{adapter="domain",status="200"})'
+        value = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=2)
+                result = r.json()["data"]["result"]
+                if result:
+                    value = float(result[0]["value"][1])
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.5)
+        assert value is not None and value >= 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
