@@ -27,3 +27,20 @@ def require_program(name: str) -> str:
     if IN_CI:
         pytest.fail(f"{name} is required under CI=true; `make test` installs it (apt-get install -y {name})")
     pytest.skip(f"{name} not installed")
+
+
+def make_lora_adapter(base_dir: Path, out: Path, seed: int, r: int = 4) -> Path:
+    """A randomly initialised LoRA adapter (non-zero B, so it changes outputs) in PEFT's format."""
+    import json
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
+    peft_model.save_pretrained(out)
+    (out / "verticalize_adapter.json").write_text(json.dumps({"name": out.name, "method": "lora"}))
+    return out

@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from conftest import make_lora_adapter, require_program
 from verticalize.artifacts import write_jsonl
 
 API_KEY = "test-key-123"
@@ -27,25 +28,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_adapter(base_dir: Path, out: Path, seed: int) -> None:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
-    peft_model.save_pretrained(out)
-    (out / "verticalize_adapter.json").write_text(json.dumps({"name": out.name, "method": "lora"}))
-
-
 @pytest.fixture(scope="module")
 def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     run = tmp_path_factory.mktemp("run")
     adapters = run / "train" / "adapters"
-    _make_adapter(tiny_model_dir, adapters / "task", 1)
-    _make_adapter(tiny_model_dir, adapters / "domain", 2)
+    make_lora_adapter(tiny_model_dir, adapters / "task", 1)
+    make_lora_adapter(tiny_model_dir, adapters / "domain", 2)
     chunks = [{"id": "d1:0000", "doc_id": "d1", "source": "rules.md", "title": "", "start": 0, "lang": "en",
                "text": "The annual fee of the Harbor card is 88 yuan, waived after six purchases."},
               {"id": "d2:0000", "doc_id": "d2", "source": "ops.md", "title": "", "start": 0, "lang": "en",
@@ -231,8 +219,6 @@ def test_metrics_count_requests(server: Server):
 
 
 def test_real_prometheus_scrapes_requests(server: Server, tmp_path: Path):
-    from conftest import require_program
-
     prometheus = require_program("prometheus")
     client = server.client()
     for _ in range(3):

@@ -1,0 +1,36 @@
+"""Merged weights: the base with one LoRA-family adapter folded in, saved as a plain safetensors model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from verticalize.config import ModelConfig
+
+
+def export_merged(model_cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """Merge and save; validated by reloading the result and comparing its logits with the adapter's."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from verticalize.models import load_base
+
+    model, tokenizer = load_base(model_cfg, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
+    peft_model.eval()
+    probe = tokenizer("The first rule of the domain is", return_tensors="pt")
+    with torch.inference_mode():
+        expected = peft_model(**probe).logits
+    merged = peft_model.merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32, use_safetensors=True)
+    with torch.inference_mode():
+        got = reloaded(**probe).logits
+    max_diff = float((got - expected).abs().max())
+    if max_diff > 1e-3:
+        raise RuntimeError(f"merged model at {out_dir} differs from base+adapter (max logit diff {max_diff:.2e})")
+    return {"path": str(out_dir), "max_logit_diff": max_diff,
+            "files": sorted(p.name for p in out_dir.iterdir())}
