@@ -86,6 +86,8 @@ class KBConfig(Section):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     bm25_k1: float = Field(1.5, description="BM25 k1.")
     bm25_b: float = Field(0.75, description="BM25 b.")
+    index_workers: int = Field(0, ge=0, description="Processes that segment text while building the index (0: one "
+                                                    "per CPU core, up to 8; 1: none).")
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -98,6 +100,8 @@ class TeacherConfig(Section):
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout.")
     max_retries: int = Field(3, ge=0, description="Retries with exponential back-off.")
     temperature: float = Field(0.3, ge=0, description="Sampling temperature for generation.")
+    max_tokens: int = Field(2048, ge=16, description="Longest teacher reply in tokens (reasoning models spend many "
+                                                     "on <think> before the JSON).")
 
 
 class AugmentConfig(Section):
@@ -121,6 +125,11 @@ class DataConfig(Section):
                                                                            "split by source document.")
     decontaminate_threshold: float = Field(0.8, gt=0, le=1, description="Training questions this similar to a test "
                                                                         "question are removed.")
+    test_seed_max_share: float = Field(0.5, ge=0, le=1, description="The test split is drawn from human seed data "
+                                                                    "first, but takes at most this share of it (the "
+                                                                    "rest trains).")
+    dedup_threshold: float = Field(0.85, gt=0, le=1, description="Examples whose question+answer is this similar "
+                                                                 "(MinHash Jaccard) to a kept one are dropped.")
     task: Literal["qa", "classification"] = Field("qa", description="Task form of the dataset.")
     labels: list[str] = Field(default_factory=list, description="Label set for classification (empty: from data).")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="LLM teacher endpoint.")
@@ -195,11 +204,15 @@ class GateConfig(Section):
 
 
 class EvalConfig(Section):
-    rungs: list[str] = Field(["prompt", "rag", "peft", "peft+rag"], description="Ladder rungs to measure.")
+    rungs: list[str] = Field(["prompt", "rag", "peft", "peft+rag"],
+                             description="Ladder rungs to measure (prompt, rag, peft, peft+rag, full); with this "
+                                         "default list, full is added when a full fine-tune was trained.")
     few_shot: int = Field(3, ge=0, description="Few-shot examples for the prompt rung.")
     max_new_tokens: int = Field(64, ge=1, description="Generation length per answer.")
     max_examples: int | None = Field(None, ge=1, description="Evaluate at most this many test examples.")
     judge: bool = Field(False, description="Also score with the LLM judge (teacher endpoint).")
+    batch_size: int = Field(8, ge=1, description="Questions generated together (left-padded); each answer's latency "
+                                                 "is its batch's time, so use 1 to measure single-request latency.")
 
 
 class ServeConfig(Section):

@@ -1,9 +1,87 @@
-"""CLI commands for the evaluate area."""
+"""CLI commands for the evaluate area: ``eval`` (the ladder and gates) and ``report`` (HTML + model card)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.table import Table
+
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, out
+
+GATE_FAILED_EXIT = 3
+_SHOWN = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "recall@k", "mrr", "judge_score",
+          "p50_latency_ms", "p99_latency_ms", "tokens_per_s", "trainable_params", "adapter_bytes")
+
+
+def _config_for_run(run_dir: Path, config: Optional[Path], set_: Optional[list[str]]):
+    # A run made by `verticalize run` carries its resolved config; an explicit --config wins.
+    saved = run_dir / "config.yaml"
+    return load(config or (saved if saved.is_file() else None), set_, [f"project.run_dir={run_dir}"])
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    return "—" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def print_ladder(ladder: dict[str, Any]) -> None:
+    ts = ladder["test_set"]
+    metrics = [m for m in _SHOWN if any(m in r for r in ladder["rungs"].values())]
+    table = Table(title=f"Ladder · {ladder['task']} · {ts['kind']} test set ({ts['n']} examples)")
+    table.add_column("rung")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for rung, values in ladder["rungs"].items():
+        table.add_row(rung, *[_fmt(values.get(m)) for m in metrics])
+    out.print(table)
+    for rung, why in ladder.get("skipped", {}).items():
+        out.print(f"skipped {rung}: {why}", highlight=False)
+    for gate in ladder["gates"]:
+        marks = "  ".join(f"{r}={'PASS' if res['passed'] else 'FAIL'}" for r, res in gate["results"].items())
+        out.print(f"gate '{gate['goal']}' ({gate['metric']} {gate['op']} {gate['threshold']}): {marks}",
+                  highlight=False)
+    rec = ladder["recommendation"]
+    out.print(f"recommendation: {rec['rung']} ({'passes' if rec['passes'] else 'FAILS'}) — {rec['reason']}",
+              highlight=False)
+    for gap in rec.get("gaps", []):
+        out.print(f"  gap to '{gap['goal']}': {gap['metric']}={_fmt(gap['value'])}, needs {gap['op']} "
+                  f"{gap['threshold']} (short by {_fmt(gap['gap'])})", highlight=False)
+
+
+@friendly
+def eval_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.run_dir)."),
+             config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
+             test_set: Optional[Path] = typer.Option(None, "--test-set", help="Your own test questions (our JSONL "
+                                                     "or SQuAD JSON); replaces the synthetic test split."),
+             gate: bool = typer.Option(False, "--gate", help=f"Exit {GATE_FAILED_EXIT} when the recommended rung "
+                                                             "fails a business gate (for CI).")) -> None:
+    """Answer the test set with every rung (prompt, rag, peft, peft+rag, full), check the business gates."""
+    from verticalize.artifacts import RunDir
+    from verticalize.evaluate import evaluate_run
+
+    cfg = _config_for_run(run_dir, config, set_)
+    ladder = evaluate_run(cfg, RunDir(run_dir), test_set=test_set)
+    print_ladder(ladder)
+    out.print(f"wrote {RunDir(run_dir).stage('eval') / 'ladder.json'}", highlight=False)
+    if gate and ladder["gates"] and not ladder["recommendation"]["passes"]:
+        raise typer.Exit(GATE_FAILED_EXIT)
+
+
+@friendly
+def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.run_dir).")) -> None:
+    """Write RUN/report/report.html (self-contained) and RUN/report/model_card.md from the run's artifacts."""
+    from verticalize.artifacts import RunDir
+    from verticalize.evaluate import write_report
+
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    path = write_report(RunDir(run_dir))
+    out.print(f"wrote {path} and {path.parent / 'model_card.md'}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    app.command("eval")(eval_cmd)
+    app.command("report")(report_cmd)

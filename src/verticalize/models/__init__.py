@@ -3,32 +3,21 @@
 Public API (stable; other stages use only this):
     resolve_base(model_cfg) -> Path            a local Transformers model directory (converting/caching if needed)
     load_base(model_cfg, dtype=None) -> (model, tokenizer)
+    load_adapter(model_cfg, adapter_dir, dtype=None) -> (peft_model, tokenizer)
+    bf16_supported() -> bool                   native bf16 here (CUDA bf16, or CPU AVX512-BF16/AMX)
+    resolve_dtype(value) -> torch.dtype        "auto" → bf16 where native, else fp32
+    CATALOG, ModelSpec, get_spec(name_or_hf_id), list_specs()
+    ModelNotFoundError                          a FileNotFoundError whose message says how to provide the weights
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from verticalize.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, list_specs
+from verticalize.models.loading import (bf16_supported, load_adapter, load_base, load_tokenizer, read_adapter_meta,
+                                        resolve_dtype)
+from verticalize.models.prepare import prepare_base
+from verticalize.models.resolve import ModelNotFoundError, cache_root, embedded_gguf_path, resolve_base
 
-from verticalize.config import ModelConfig
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The base model cannot be found locally; the message says how to provide it."""
-
-
-def resolve_base(model_cfg: ModelConfig) -> Path:
-    path = Path(model_cfg.base).expanduser()
-    if path.is_dir() and (path / "config.json").is_file():
-        return path
-    raise ModelNotFoundError(f"base model '{model_cfg.base}' not found: give a local model directory")
-
-
-def load_base(model_cfg: ModelConfig, dtype: Any = None) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve_base(model_cfg)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto",
-                                                 trust_remote_code=model_cfg.trust_remote_code)
-    return model, tokenizer
+__all__ = ["CATALOG", "DEFAULT_MODEL", "ModelSpec", "get_spec", "list_specs", "bf16_supported", "load_adapter",
+           "load_base", "load_tokenizer", "read_adapter_meta", "resolve_dtype", "prepare_base",
+           "ModelNotFoundError", "cache_root", "embedded_gguf_path", "resolve_base"]

@@ -1,0 +1,191 @@
+"""Validate the memory estimator against measured peak memory of real training steps.
+
+Each setting runs in a fresh subprocess: import the libraries, note RSS, load the model, wrap it with PEFT
+(or train it fully), run a few real forward + backward + AdamW steps on random tokens, and read the peak RSS
+(``resource.getrusage().ru_maxrss``; on a CUDA device ``torch.cuda.max_memory_allocated``). The measured
+figure is peak minus the RSS before the model was loaded, compared with the estimate's total minus its fixed
+framework overhead (the libraries are already loaded at the baseline). The formula is not fitted to these cases.
+
+    .venv/bin/python bench/estimator_validation.py            # SmolLM2 (embedded) + a tiny model
+    .venv/bin/python bench/estimator_validation.py --quick    # tiny models only (seconds)
+
+Prints a table with relative errors and writes bench/results/estimator_validation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "estimator_validation.json"
+GIB = 1024 ** 3
+
+# (label, model key, method, precision, micro_batch, seq_len, gradient checkpointing, lora targets)
+SMOLLM_SETTINGS = [
+    ("smollm2 lora fp32 b1x512", "smollm2", "lora", "fp32", 1, 512, False, ["q_proj", "v_proj"]),
+    ("smollm2 lora bf16 b2x512", "smollm2", "lora", "bf16", 2, 512, False, ["q_proj", "v_proj"]),
+    ("smollm2 lora bf16 b2x512 all-linear", "smollm2", "lora", "bf16", 2, 512, False, "all-linear"),
+    ("smollm2 lora bf16 b4x512 grad-ckpt", "smollm2", "lora", "bf16", 4, 512, True, ["q_proj", "v_proj"]),
+    ("smollm2 full fp32 b1x256", "smollm2", "full", "fp32", 1, 256, False, None),
+    ("smollm2 full fp32 b2x256", "smollm2", "full", "fp32", 2, 256, False, None),
+    ("smollm2 prefix fp32 b2x512", "smollm2", "prefix", "fp32", 2, 512, False, None),
+]
+TINY_SETTINGS = [
+    ("tiny-h512 full fp32 b4x512", "tiny512", "full", "fp32", 4, 512, False, None),
+    ("tiny-h512 lora fp32 b8x512", "tiny512", "lora", "fp32", 8, 512, False, ["q_proj", "v_proj"]),
+    ("tiny-h512 lora bf16 b8x512", "tiny512", "lora", "bf16", 8, 512, False, ["q_proj", "v_proj"]),
+    ("tiny-h512 prefix bf16 b8x512", "tiny512", "prefix", "bf16", 8, 512, False, None),
+]
+STEPS = 3
+
+
+# --------------------------------------------------------------------------------------------- child process
+def run_child(spec: dict) -> dict:
+    import resource
+
+    import psutil
+    import torch
+    from peft import LoraConfig, PrefixTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cuda = spec.get("cuda", False) and torch.cuda.is_available()
+    rss0 = psutil.Process().memory_info().rss
+    dtype = torch.float32 if spec["precision"] == "fp32" or spec["method"] == "full" else torch.bfloat16
+    model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=dtype)
+    if cuda:
+        model.to("cuda")
+        torch.cuda.reset_peak_memory_stats()
+    if spec["method"] == "lora":
+        model = get_peft_model(model, LoraConfig(r=spec["lora_r"], lora_alpha=32, lora_dropout=spec["lora_dropout"],
+                                                 target_modules=spec["lora_targets"], task_type="CAUSAL_LM"))
+    elif spec["method"] == "prefix":
+        model = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=spec["virtual_tokens"],
+                                                         task_type="CAUSAL_LM"))
+    if spec["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    vocab = model.config.vocab_size if hasattr(model.config, "vocab_size") else model.base_model.config.vocab_size
+    device = "cuda" if cuda else "cpu"
+    ids = torch.randint(3, vocab, (spec["micro_batch"], spec["seq_len"]), device=device)
+    start = time.perf_counter()
+    losses = []
+    for _ in range(STEPS):
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(float(out.loss))
+        del out
+    seconds = (time.perf_counter() - start) / STEPS
+    if cuda:
+        peak, base = torch.cuda.max_memory_allocated(), 0
+    else:
+        peak, base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss0
+    return {"baseline_rss": rss0, "peak": peak, "measured": peak - base, "seconds_per_step": seconds,
+            "losses": losses, "trainable": sum(p.numel() for p in params), "cuda": cuda}
+
+
+# --------------------------------------------------------------------------------------------- parent
+def estimate_for(model_dir: str, method: str, precision: str, b: int, s: int, gc: bool, targets, cuda: bool):
+    from verticalize.config import load_config
+    from verticalize.plan import estimate
+
+    overrides = [f"model.base={model_dir}", f"train.method={method}", f"train.precision={precision}",
+                 f"train.batch_tokens={b * s}", f"model.max_seq_len={s}",
+                 f"train.gradient_checkpointing={str(gc).lower()}", f"plan.device={'auto' if cuda else 'cpu'}"]
+    if targets:
+        overrides.append(f"train.lora.target_modules={json.dumps(targets)}")
+    cfg = load_config(None, overrides)
+    return cfg, estimate(cfg, tokens=b * s * STEPS)
+
+
+def model_dirs(keys: set[str], tmp: Path) -> dict[str, str]:
+    dirs = {}
+    if "smollm2" in keys:
+        from verticalize.config import ModelConfig
+        from verticalize.models import resolve_base
+
+        dirs["smollm2"] = str(resolve_base(ModelConfig()))
+    if "tiny512" in keys:
+        from verticalize.models.tiny import build_tiny_model
+
+        dirs["tiny512"] = str(build_tiny_model(tmp / "tiny512", hidden=512, layers=8, heads=8))
+    return dirs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="Tiny models only.")
+    ap.add_argument("--cuda", action="store_true", help="Measure on the CUDA device (max_memory_allocated).")
+    ap.add_argument("--only", help="Run only settings whose label contains this text.")
+    args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(run_child(json.loads(args.child))), flush=True)
+        return
+    settings = TINY_SETTINGS + ([] if args.quick else SMOLLM_SETTINGS)
+    if args.only:
+        settings = [x for x in settings if args.only in x[0]]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = model_dirs({x[1] for x in settings}, Path(tmp))
+        for label, key, method, precision, b, s, gc, targets in settings:
+            cfg, est = estimate_for(dirs[key], method, precision, b, s, gc, targets, args.cuda)
+            spec = {"model_dir": dirs[key], "method": method, "precision": precision, "micro_batch": b,
+                    "seq_len": s, "gradient_checkpointing": gc, "lora_r": cfg.train.lora.r,
+                    "lora_dropout": cfg.train.lora.dropout, "lora_targets": targets,
+                    "virtual_tokens": cfg.train.prefix.num_virtual_tokens, "cuda": args.cuda}
+            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
+                                  text=True)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                print(f"{label}: FAILED\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            got = json.loads(line[len("RESULT "):])
+            predicted = est.memory.total - est.memory.overhead
+            row = {"setting": label, "model": key, "method": method, "precision": precision,
+                   "micro_batch": b, "seq_len": s, "gradient_checkpointing": gc, "lora_targets": targets,
+                   "estimate_bytes": predicted, "measured_bytes": got["measured"],
+                   "relative_error": (predicted - got["measured"]) / got["measured"],
+                   "estimate_breakdown_gib": {k: v / GIB for k, v in est.memory.to_dict().items()},
+                   "trainable_estimated": est.trainable, "trainable_measured": got["trainable"],
+                   "baseline_rss_gib": got["baseline_rss"] / GIB, "seconds_per_step": got["seconds_per_step"],
+                   "tokens_per_second_measured": b * s / got["seconds_per_step"],
+                   "tokens_per_second_estimated": est.tokens_per_second, "cuda": got["cuda"]}
+            rows.append(row)
+            print(f"{label:40s} est {predicted / GIB:6.2f} GiB  measured {got['measured'] / GIB:6.2f} GiB  "
+                  f"error {row['relative_error']:+6.1%}", flush=True)
+    print_table(rows)
+    errors = [abs(r["relative_error"]) for r in rows]
+    summary = {"settings": len(rows), "mean_abs_relative_error": sum(errors) / len(errors) if errors else None,
+               "max_abs_relative_error": max(errors) if errors else None}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "machine": platform.platform(), "steps": STEPS, "summary": summary,
+                                   "rows": rows}, indent=2), encoding="utf-8")
+    print(f"\nmean |error| {summary['mean_abs_relative_error']:.1%}, max |error| "
+          f"{summary['max_abs_relative_error']:.1%} over {len(rows)} settings → {RESULTS}")
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'setting':40s} {'trainable':>10s} {'est GiB':>8s} {'meas GiB':>9s} {'error':>7s} "
+          f"{'tok/s meas':>10s} {'tok/s est':>9s}")
+    for r in rows:
+        print(f"{r['setting']:40s} {r['trainable_measured']:>10,d} {r['estimate_bytes'] / GIB:8.2f} "
+              f"{r['measured_bytes'] / GIB:9.2f} {r['relative_error']:+7.1%} {r['tokens_per_second_measured']:10.0f} "
+              f"{r['tokens_per_second_estimated']:9.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""The ladder: the same test set answered by each route (prompt, rag, peft, peft+rag, full), scored side by side.
+
+Writes RUN/eval/ladder.json (task, test set, per-rung metrics, gates, recommendation), one
+RUN/eval/predictions_<rung>.jsonl per rung and the stage manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from verticalize.artifacts import RunDir, file_fingerprint, write_json, write_jsonl, write_manifest
+from verticalize.config import Config, ConfigError, EvalConfig
+from verticalize.evaluate import gates as gates_mod
+from verticalize.evaluate.generation import AdapterInfo, LadderModels, find_adapters, generate_answers
+from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
+                                          normalize_answer, percentile, recall_at_k, tokens_per_second)
+from verticalize.evaluate.prompts import build_conversation, few_shot_examples, map_to_label
+from verticalize.evaluate.testsets import TestExample, TestSet, load_test_set
+
+KNOWN_RUNGS = gates_mod.COST_ORDER
+QA_METRICS = [m.name for m in METRICS.values() if m.kind == "qa"]
+_TRAIN_TIME_KEYS = ("train_seconds", "training_time_s", "train_time_s", "train_runtime", "wall_time_s",
+                    "elapsed_s", "seconds")
+
+
+def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict[str, Any]:
+    """Answer the test set with every configured rung, score, gate, recommend; returns the ladder dict."""
+    unknown = [r for r in cfg.eval.rungs if r not in KNOWN_RUNGS]
+    if unknown:
+        raise ConfigError(f"eval.rungs: unknown rung(s) {', '.join(unknown)}; rungs are {', '.join(KNOWN_RUNGS)}")
+    ts = load_test_set(run, test_set, cfg.project.test_set, cfg.eval.max_examples)
+    task = ts.task
+    labels = _label_set(run, ts, cfg) if task == "classification" else []
+    adapter, full = find_adapters(run.adapters_dir)
+    wanted = list(cfg.eval.rungs)
+    if full is not None and "full" not in wanted and wanted == list(EvalConfig().rungs):
+        wanted.append("full")  # a full fine-tune was trained: the default ladder measures it too
+    kb, kb_note = _open_kb(run) if any(r.endswith("rag") for r in wanted) else (None, None)
+    rungs, skipped = _available_rungs(wanted, adapter, full, kb, kb_note)
+    judge = _judge_client(cfg, run) if cfg.eval.judge and rungs else None  # config errors before any generation
+    retrieval = _retrieve_all(kb, ts.examples, cfg.kb.top_k) if kb is not None else None
+    few_shot = few_shot_examples(run.dataset_split("train"), cfg.eval.few_shot, task, cfg.project.seed)
+
+    models = LadderModels(cfg, adapter if any(r.startswith("peft") for r in rungs) else None,
+                          full if "full" in rungs else None) if rungs else None
+    eval_dir = run.ensure("eval")
+    results: dict[str, dict[str, Any]] = {}
+    all_rows: dict[str, list[dict[str, Any]]] = {}
+    for rung in rungs:
+        convs = [build_conversation(rung, ex.question, system_prompt=cfg.project.system_prompt, few_shot=few_shot,
+                                    hits=retrieval["hits"][i] if retrieval and rung.endswith("rag") else (),
+                                    labels=labels)
+                 for i, ex in enumerate(ts.examples)]
+        with models.for_rung(rung) as model:
+            gens = generate_answers(model, models.tokenizer, convs, max_new_tokens=cfg.eval.max_new_tokens,
+                                    max_seq_len=cfg.model.max_seq_len, batch_size=cfg.eval.batch_size,
+                                    label=f"eval {rung}")
+        rows = _prediction_rows(rung, ts.examples, gens, retrieval, labels)
+        results[rung] = _rung_metrics(rung, rows, gens, task, labels, retrieval,
+                                      adapter if rung.startswith("peft") else full if rung == "full" else None)
+        all_rows[rung] = rows
+    if judge is not None:
+        _run_judge(judge, rungs, results, all_rows)
+    for rung, rows in all_rows.items():
+        write_jsonl(eval_dir / f"predictions_{rung}.jsonl", rows)
+
+    gate_results = gates_mod.check_gates(results, cfg.requirements.gates)
+    ladder = {
+        "task": task,
+        "test_set": {"kind": ts.kind, "path": ts.path, "n": len(ts.examples), "refused": ts.refused},
+        "rungs": results,
+        "skipped": skipped,
+        "gates": gate_results,
+        "recommendation": gates_mod.recommend(results, gate_results, task),
+        "cost_order": list(KNOWN_RUNGS),
+        "retrieval": _retrieval_summary(retrieval, cfg.kb.top_k),
+        "labels": labels,
+        "settings": {"few_shot": len(few_shot), "max_new_tokens": cfg.eval.max_new_tokens,
+                     "batch_size": cfg.eval.batch_size, "top_k": cfg.kb.top_k, "base": cfg.model.base,
+                     "adapter": adapter.name if adapter else None,
+                     "adapter_lineage": [a.name for a in adapter.lineage] if adapter else []},
+    }
+    write_json(eval_dir / "ladder.json", _finite(ladder))
+    write_manifest(eval_dir, "eval", inputs=_inputs(run, ts, adapter),
+                   config={"eval": cfg.eval.model_dump(mode="json"), "kb.top_k": cfg.kb.top_k,
+                           "requirements": cfg.requirements.model_dump(mode="json"),
+                           "system_prompt": cfg.project.system_prompt, "base": cfg.model.base},
+                   counts={"examples": len(ts.examples), "refused": len(ts.refused), "rungs": len(results),
+                           "skipped": len(skipped)})
+    return ladder
+
+
+# --------------------------------------------------------------------------------------------- inputs
+def _available_rungs(wanted: Sequence[str], adapter: AdapterInfo | None, full: AdapterInfo | None, kb: Any,
+                     kb_note: str | None) -> tuple[list[str], dict[str, str]]:
+    rungs, skipped = [], {}
+    for rung in sorted(dict.fromkeys(wanted), key=KNOWN_RUNGS.index):
+        if rung.startswith("peft") and adapter is None:
+            skipped[rung] = "no trained PEFT adapter under RUN/train/adapters/ (run `verticalize train`)"
+        elif rung == "full" and full is None:
+            skipped[rung] = "no full fine-tune (train.method=full) under RUN/train/adapters/"
+        elif rung.endswith("rag") and kb is None:
+            skipped[rung] = kb_note or "no knowledge base"
+        else:
+            rungs.append(rung)
+    return rungs, skipped
+
+
+def _open_kb(run: RunDir) -> tuple[Any, str | None]:
+    if not (run.kb_dir / "manifest.json").is_file():
+        return None, f"no knowledge base at {run.kb_dir} (run `verticalize kb build`)"
+    try:
+        from verticalize.kb import open_kb
+    except ImportError as e:
+        return None, f"the knowledge-base package cannot be imported ({e})"
+    try:
+        return open_kb(run.kb_dir), None
+    except (OSError, ValueError) as e:
+        return None, f"knowledge base at {run.kb_dir} cannot be opened: {e}"
+
+
+def _label_set(run: RunDir, ts: TestSet, cfg: Config) -> list[str]:
+    path = run.stage("data") / "labels.json"
+    labels: list[str] = []
+    if path.is_file():
+        obj = json.loads(path.read_text(encoding="utf-8"))
+        labels = obj.get("labels", []) if isinstance(obj, dict) else list(obj)
+    labels = labels or list(cfg.data.labels)
+    return [str(l) for l in labels] or sorted({e.label for e in ts.examples if e.label})
+
+
+def _inputs(run: RunDir, ts: TestSet, adapter: AdapterInfo | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {"test_set": ts.path, "test_set_fingerprint": file_fingerprint(ts.path)}
+    if adapter is not None:
+        inputs["adapter"] = str(adapter.path)
+        inputs["adapter_fingerprint"] = file_fingerprint(adapter.path)
+    if (run.kb_dir / "manifest.json").is_file():
+        inputs["kb_fingerprint"] = file_fingerprint(run.kb_dir / "manifest.json")
+    return inputs
+
+
+# --------------------------------------------------------------------------------------------- retrieval
+def _retrieve_all(kb: Any, examples: Sequence[TestExample], k: int) -> dict[str, Any]:
+    hits, seconds = [], []
+    for ex in examples:
+        t0 = time.perf_counter()
+        hits.append(kb.search(ex.question, k))
+        seconds.append(time.perf_counter() - t0)
+    return {"hits": hits, "seconds": seconds, **_retrieval_scores(examples, hits, k)}
+
+
+def _retrieval_scores(examples: Sequence[TestExample], hits: Sequence[Sequence[Any]], k: int) -> dict[str, Any]:
+    """recall@k and MRR against the most precise gold the test set has: chunk ids, else document ids, else
+    (human test sets) whether a retrieved chunk contains a reference answer."""
+    if all(ex.chunk_ids for ex in examples):
+        basis, ranked = "chunk", [[h.chunk_id for h in hs] for hs in hits]
+        gold = [ex.chunk_ids for ex in examples]
+    elif all(ex.doc_id for ex in examples):
+        basis, ranked = "document", [[h.doc_id for h in hs] for hs in hits]
+        gold = [[ex.doc_id] for ex in examples]
+    else:
+        basis, gold = "answer_in_passage", [["answer"] for _ in examples]
+        ranked = [["answer" if _contains_answer(h.text, ex.references) else h.chunk_id for h in hs]
+                  for ex, hs in zip(examples, hits)]
+    return {"basis": basis, "recall@k": recall_at_k(ranked, gold, k), "mrr": mean_reciprocal_rank(ranked, gold, k)}
+
+
+def _contains_answer(text: str, references: Sequence[str]) -> bool:
+    passage = normalize_answer(text).replace(" ", "")
+    return any((ref := normalize_answer(r).replace(" ", "")) and ref in passage for r in references)
+
+
+def _retrieval_summary(retrieval: dict[str, Any] | None, k: int) -> dict[str, Any] | None:
+    if retrieval is None:
+        return None
+    return {"k": k, "basis": retrieval["basis"], "recall@k": retrieval["recall@k"], "mrr": retrieval["mrr"],
+            "p50_ms": percentile([s * 1000 for s in retrieval["seconds"]], 50)}
+
+
+# --------------------------------------------------------------------------------------------- scoring
+def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[Any],
+                     retrieval: dict[str, Any] | None, labels: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    uses_kb = retrieval is not None and rung.endswith("rag")
+    for i, (ex, gen) in enumerate(zip(examples, gens)):
+        latency = gen.latency_s + (retrieval["seconds"][i] if uses_kb else 0.0)
+        row: dict[str, Any] = {"id": ex.id, "question": ex.question, "reference": ex.references,
+                               "prediction": gen.text, "latency_ms": round(latency * 1000, 2),
+                               "new_tokens": gen.new_tokens}
+        if labels:
+            row["label"] = ex.label
+            row["predicted_label"] = map_to_label(gen.text, labels)
+            row["correct"] = row["predicted_label"] == ex.label
+        else:
+            row["scores"] = {m: METRICS[m].fn(gen.text, ex.references) for m in QA_METRICS}
+        if uses_kb:
+            hits = retrieval["hits"][i]
+            row["retrieved"] = [{"chunk_id": h.chunk_id, "source": h.source, "score": round(float(h.score), 4)}
+                                for h in hits]
+            row["context"] = [h.text for h in hits]
+        rows.append(row)
+    return rows
+
+
+def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], task: str, labels: Sequence[str],
+                  retrieval: dict[str, Any] | None, adapter: AdapterInfo | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if task == "classification":
+        report = classification_report([r["label"] for r in rows], [r["predicted_label"] for r in rows], labels)
+        out.update({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                    "per_class": report["per_class"], "confusion": report["confusion"]})
+    else:
+        for m in QA_METRICS:
+            out[m] = sum(r["scores"][m] for r in rows) / len(rows) if rows else 0.0
+    latencies = [r["latency_ms"] for r in rows]
+    out.update({f"p{q}_latency_ms": percentile(latencies, q) for q in (50, 95, 99)})
+    out["mean_latency_ms"] = sum(latencies) / len(latencies) if latencies else float("nan")
+    # Each answer carries its batch's wall time, so generation time is the sum over batches, not answers.
+    batch_seconds = sum({g.batch: g.latency_s for g in gens}.values())
+    out["tokens_per_s"] = tokens_per_second(sum(g.new_tokens for g in gens), batch_seconds)
+    out["mean_new_tokens"] = sum(g.new_tokens for g in gens) / len(gens) if gens else 0.0
+    if retrieval is not None and rung.endswith("rag"):
+        out["recall@k"], out["mrr"] = retrieval["recall@k"], retrieval["mrr"]
+    out.update(_training_cost(adapter))
+    return out
+
+
+def _training_cost(adapter: AdapterInfo | None) -> dict[str, Any]:
+    if adapter is None:
+        return {"trainable_params": 0, "adapter_bytes": 0, "training_time_s": 0.0}
+    chain = adapter.lineage or [adapter]
+    trainable = int(adapter.meta.get("trainable_params") or 0)
+    seconds = 0.0  # what it cost to reach this adapter: every stage of its lineage
+    for a in chain:
+        metrics = a.meta.get("metrics") or {}
+        seconds += next((float(metrics[k]) for k in _TRAIN_TIME_KEYS if isinstance(metrics.get(k), (int, float))),
+                        0.0)
+    out = {"trainable_params": trainable, "adapter_bytes": dir_size_bytes(adapter.path),
+           "training_time_s": seconds}
+    total = adapter.meta.get("total_params")
+    if total:
+        out["trainable_share"] = trainable / float(total)
+    return out
+
+
+def _judge_client(cfg: Config, run: RunDir) -> Any:
+    from verticalize.data.teacher import TeacherClient
+
+    return TeacherClient.from_config(cfg.data.teacher, cache_dir=run.stage("eval") / "judge_cache")
+
+
+def _run_judge(client: Any, rungs: list[str], results: dict[str, dict[str, Any]],
+               all_rows: dict[str, list[dict[str, Any]]]) -> None:
+    """Judge scores for every rung, and each rung's win rate against the cheapest rung (the baseline)."""
+    from verticalize.evaluate.judge import judge_rung
+
+    baseline = rungs[0]
+    for rung in rungs:
+        results[rung].update(judge_rung(client, all_rows[rung], None if rung == baseline else all_rows[baseline]))
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf are not JSON; they become null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj

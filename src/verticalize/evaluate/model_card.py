@@ -1,0 +1,126 @@
+"""The model card (Markdown): base, method, data, metrics, limits and licence, from the run's artifacts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from verticalize.artifacts import RunDir
+
+_CARD_METRICS = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "judge_score", "recall@k",
+                 "p50_latency_ms", "p99_latency_ms", "tokens_per_s")
+
+
+def _read(path: Path, loader: Any = json.loads) -> Any:
+    try:
+        return loader(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "—" if not math.isfinite(v) else f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "—" if v is None else str(v)
+
+
+def _licence(base: str) -> str:
+    try:
+        from verticalize.models.catalog import get_spec
+    except ImportError:
+        spec = None
+    else:
+        spec = get_spec(base)
+    if spec is None:
+        return (f"Unknown for base `{base}` (not in the catalog): check the base model's licence before any use; "
+                "the adapter inherits its conditions.")
+    use = "allowed" if spec.commercial_use else "not allowed"
+    return f"{spec.licence} (base `{spec.hf_id}`; commercial use {use}). {spec.licence_note}"
+
+
+def _last_adapter(run: RunDir, name: str | None) -> dict[str, Any]:
+    if name:
+        meta = _read(run.adapters_dir / name / "verticalize_adapter.json")
+        if isinstance(meta, dict):
+            return meta
+    return {}
+
+
+def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
+    cfg = _read(run.root / "config.yaml", yaml.safe_load) or {}
+    settings = (ladder or {}).get("settings", {})
+    base = settings.get("base") or (cfg.get("model") or {}).get("base") or "unknown"
+    project = (cfg.get("project") or {}).get("name") or run.root.name
+    adapter = _last_adapter(run, settings.get("adapter"))
+    lines = [f"# Model card — {project}", "", "## Model", "",
+             f"- Base model: `{base}`",
+             f"- Adaptation: {adapter.get('method') or (cfg.get('train') or {}).get('method') or 'none trained'}"
+             + (f", adapter `{adapter['name']}`" if adapter.get("name") else ""),
+             f"- Layered stages: {' → '.join(settings.get('adapter_lineage') or []) or '—'}",
+             f"- Trainable parameters: {_fmt(adapter.get('trainable_params'))} of {_fmt(adapter.get('total_params'))}",
+             f"- Files: `{run.adapters_dir}` (PEFT format: adapter_config.json + adapter_model.safetensors)", ""]
+    lines += ["## Licence", "", _licence(base), ""]
+    data = _read(run.stage("data") / "manifest.json") or {}
+    counts = data.get("counts") or {}
+    lines += ["## Training data", ""]
+    if counts:
+        lines.append(f"- Task: {data.get('task', '?')}; splits: {json.dumps(counts.get('splits', {}))}")
+        lines.append(f"- By kind (seed = human-written, synthetic = distilled from the documents, augmented): "
+                     f"{json.dumps(counts.get('by_kind', {}), ensure_ascii=False)}")
+        lines.append(f"- Filter drops: {json.dumps(counts.get('filter_drops', {}), ensure_ascii=False)}")
+    else:
+        lines.append("Not recorded (the data stage did not run in this run directory).")
+    lines.append("")
+    lines += ["## Evaluation", ""]
+    if ladder and ladder.get("rungs"):
+        ts = ladder["test_set"]
+        lines.append(f"Test set: **{ts['kind']}**, {ts['n']} examples (`{ts['path']}`).")
+        lines.append("")
+        shown = [m for m in _CARD_METRICS if any(m in r for r in ladder["rungs"].values())]
+        lines.append("| rung | " + " | ".join(shown) + " |")
+        lines.append("|---|" + "---:|" * len(shown))
+        for rung, m in ladder["rungs"].items():
+            lines.append(f"| {rung} | " + " | ".join(_fmt(m.get(k)) for k in shown) + " |")
+        lines.append("")
+        for g in ladder.get("gates") or []:
+            marks = ", ".join(f"{r} {'pass' if res['passed'] else 'fail'}" for r, res in g["results"].items())
+            lines.append(f"- Gate “{g['goal']}” ({g['metric']} {g['op']} {g['threshold']}): {marks}")
+        rec = ladder.get("recommendation") or {}
+        lines += [f"- Recommendation: **{rec.get('rung')}** ({'passes' if rec.get('passes') else 'fails'}): "
+                  f"{rec.get('reason', '')}", ""]
+    else:
+        lines += ["Not evaluated yet (`verticalize eval RUN`).", ""]
+    lines += ["## Limits", ""] + [f"- {x}" for x in _limits(ladder)] + [""]
+    return "\n".join(lines)
+
+
+def _limits(ladder: dict[str, Any] | None) -> list[str]:
+    out = []
+    if ladder:
+        n = ladder["test_set"]["n"]
+        kind = ladder["test_set"]["kind"]
+        if kind == "synthetic":
+            out.append("The test set was generated from the same documents as the training data; scores on "
+                       "real user questions are usually lower. Add a human-written test set (--test-set).")
+        if n:
+            out.append(f"{n} test examples: differences between rungs smaller than about {1 / math.sqrt(n):.2f} "
+                       "(1/√n) are within noise.")
+        if ladder.get("settings", {}).get("batch_size", 1) > 1:
+            out.append("Latencies were measured with batched generation on the evaluation machine; measure the "
+                       "serving path for production latency.")
+    out.append("Answers about facts that changed after training need the retrieval (RAG) rungs; the adapter does "
+               "not update itself.")
+    out.append("Generated answers can be wrong or incomplete; keep a human in the loop for consequential decisions.")
+    return out
+
+
+def write_model_card(run: RunDir, ladder: dict[str, Any] | None, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(model_card_text(run, ladder), encoding="utf-8")
+    return path

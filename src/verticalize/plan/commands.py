@@ -1,0 +1,73 @@
+"""What the ``estimate`` and ``advise`` commands do, as one call each (the CLI only parses and prints)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from verticalize.config import Config
+from verticalize.plan.advisor import FactsError, advise
+from verticalize.plan.estimator import compare, estimate
+from verticalize.plan.render import format_advice, format_comparison, format_estimate
+
+
+def estimate_report(cfg: Config, *, method: str | None = None, with_comparison: bool = False,
+                    tokens: int | None = None, as_json: bool = False) -> str:
+    overrides: dict[str, Any] = {"method": method} if method else {}
+    est = estimate(cfg, tokens=tokens, **overrides)
+    table = compare(cfg, tokens=tokens) if with_comparison else []
+    if as_json:
+        payload: dict[str, Any] = {"estimate": est.to_dict()}
+        if table:
+            payload["compare"] = [e.to_dict() for e in table]
+        return json.dumps(payload, ensure_ascii=False, indent=2)
+    text = format_estimate(est)
+    if table:
+        text += "\n\ncomparison (same setting):\n" + format_comparison(table)
+    return text
+
+
+def load_facts(path: Path | None, flags: dict[str, Any]) -> dict[str, Any]:
+    """Facts from a YAML file (optional) with command-line flags on top (flags left unset are ignored)."""
+    facts: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise FactsError(f"facts file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise FactsError(f"facts file {path} is not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise FactsError(f"facts file {path} must hold a mapping of facts, got {type(data).__name__}")
+        facts.update(data)
+    facts.update({k: v for k, v in flags.items() if v is not None})
+    return facts
+
+
+def load_ladder(run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """RUN/eval/ladder.json when it exists and parses; else (None, why not)."""
+    if run_dir is None:
+        return None, None
+    path = Path(run_dir) / "eval" / "ladder.json"
+    if not path.is_file():
+        return None, f"no ladder results at {path}; advice from the facts only"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        return None, f"ladder results at {path} unreadable ({e}); advice from the facts only"
+    return (data if isinstance(data, dict) else None), None
+
+
+def advice_report(facts_file: Path | None, flags: dict[str, Any], run_dir: Path | None,
+                  as_json: bool = False) -> str:
+    facts = load_facts(facts_file, flags)
+    ladder, why = load_ladder(run_dir)
+    advice = advise(facts, ladder)
+    if why:
+        advice.notes.append(why)
+    if as_json:
+        return json.dumps(advice.to_dict(), ensure_ascii=False, indent=2)
+    return format_advice(advice)

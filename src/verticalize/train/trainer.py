@@ -1,0 +1,211 @@
+"""The train stage: layered stages in order, each continuing from its parent's adapter, then the run artifacts.
+
+Stages (``train.stages``) train in order; stage *n* starts from stage *n-1*'s adapter and is saved under its own
+name with ``parent`` = stage *n-1*. No stages configured = one stage named ``task`` on the dataset. With
+``resume``, stages whose adapter is complete (same fingerprint) are skipped and an interrupted stage continues
+from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from verticalize.artifacts import RunDir, file_fingerprint, fingerprint, write_manifest
+from verticalize.config import Config
+from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, TrainError, holdout_split,
+                                    load_chat_examples, load_text_examples)
+from verticalize.train.loop import StageRun, StepCallback, run_stage
+from verticalize.train.methods import VIRTUAL_TOKEN_METHODS, build_model, check_method_supported, \
+    n_virtual_tokens, resolve_precision, save_trained
+from verticalize.train.report import MetricsLog, plot_loss_curve, read_adapter_meta, write_adapter_meta
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    task: str  # sft | pretrain | classification
+    data: str  # dataset | corpus | a path
+    epochs: float
+    learning_rate: float
+    parent: str | None
+
+
+def plan_stages(cfg: Config) -> list[StagePlan]:
+    t = cfg.train
+    if not t.stages:
+        task = "classification" if cfg.data.task == "classification" else "sft"
+        return [StagePlan("task", task, "dataset", t.epochs, t.learning_rate, None)]
+    names = [s.name for s in t.stages]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise TrainError(f"train.stages: stage names must be unique, '{sorted(dup)[0]}' appears twice")
+    for n in names:
+        if not n or "/" in n or n.startswith("."):
+            raise TrainError(f"train.stages: '{n}' is not usable as a directory name")
+    plans, parent = [], None
+    for s in t.stages:
+        plans.append(StagePlan(s.name, s.task, s.data, s.epochs or t.epochs, s.learning_rate or t.learning_rate,
+                               parent))
+        parent = s.name
+    return plans
+
+
+def _stage_files(plan: StagePlan, run: RunDir) -> tuple[Path, Path | None]:
+    """(training file, validation file or None = hold out part of the training file)."""
+    if plan.data == "dataset":
+        train = run.dataset_split("train")
+        if not train.is_file():
+            raise DatasetFileError(f"no training data at {train}: run `verticalize data` first (stage "
+                                   f"'{plan.name}' uses data=dataset)")
+        val = run.dataset_split("validation")
+        return train, val if val.is_file() else None
+    if plan.data == "corpus":
+        if not run.chunks.is_file():
+            raise DatasetFileError(f"no corpus at {run.chunks}: run `verticalize ingest` first (stage "
+                                   f"'{plan.name}' uses data=corpus)")
+        return run.chunks, None
+    path = Path(plan.data).expanduser()
+    if not path.is_file():
+        raise DatasetFileError(f"stage '{plan.name}': data file {path} not found")
+    return path, None
+
+
+def _load_stage_data(plan: StagePlan, run: RunDir, encoder: ChatEncoder) -> tuple[list[Example], list[Example],
+                                                                                  list[dict[str, Any]]]:
+    train_path, val_path = _stage_files(plan, run)
+    if plan.task == "pretrain":
+        def load(p: Path) -> tuple[list[Example], Any]:
+            return load_text_examples(p, encoder)
+    else:
+        def load(p: Path) -> tuple[list[Example], Any]:
+            return load_chat_examples(p, encoder, plan.task)
+    train, rep = load(train_path)
+    reports = [rep.to_dict()]
+    if not train:
+        why = "; ".join(rep.refused[:3]) or (f"all {rep.other_task} rows are for another task form"
+                                              if rep.other_task else "the file is empty")
+        raise TrainError(f"stage '{plan.name}': no usable training examples in {train_path} ({why})")
+    if val_path is not None:
+        val, vrep = load(val_path)
+        reports.append(vrep.to_dict())
+    else:
+        train, val = holdout_split(train)
+    return train, val, reports
+
+
+def _check_fits(cfg: Config) -> dict[str, Any] | None:
+    """The planner's memory check, when the plan package provides it; its refusal says what to change."""
+    try:
+        from verticalize.plan import DoesNotFitError, check_fits
+    except ImportError:
+        return None
+    try:
+        return check_fits(cfg)
+    except DoesNotFitError as e:
+        raise TrainError(f"this training setting does not fit: {e}") from e
+    except Exception as e:  # an estimate we cannot make must not block training; the loader reports bad bases
+        return {"unavailable": f"{type(e).__name__}: {e}"}
+
+
+def _stage_fingerprint(cfg: Config, plan: StagePlan, run: RunDir) -> str:
+    train_path, val_path = _stage_files(plan, run)
+    files = [file_fingerprint(p) for p in (train_path, val_path) if p is not None]
+    train_cfg = cfg.train.model_dump(mode="json", exclude={"stages", "save_every", "device_memory_gb"})
+    return fingerprint(plan.__dict__, train_cfg, cfg.model.model_dump(mode="json"), cfg.project.seed,
+                       cfg.project.system_prompt, files)
+
+
+def _make_accelerator() -> Any:
+    """One Accelerator per process (its state is a process-wide singleton), so mixed precision is not set here:
+    the loop applies autocast itself (see Precision), which lets stages and runs in one process differ."""
+    from accelerate import Accelerator
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def train(cfg: Config, run: RunDir, resume: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
+    """Train every stage; returns a summary (per stage: adapter dir, parameters, metrics)."""
+    from transformers import set_seed
+
+    run = RunDir(run.root if isinstance(run, RunDir) else run)
+    plans = plan_stages(cfg)
+    for plan in plans:
+        _stage_files(plan, run)  # every input present before anything heavy starts
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    check_method_supported(cfg.train, device)
+    precision = resolve_precision(cfg.train, device)
+    estimate = _check_fits(cfg)
+    acc = _make_accelerator()
+    out_dir = run.ensure("train")
+    log = MetricsLog(out_dir / "metrics.jsonl", enabled=acc.is_main_process)
+    if acc.is_main_process and not resume:
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    acc.wait_for_everyone()
+
+    summary: dict[str, Any] = {"stages": [], "precision": precision.name, "world_size": acc.num_processes,
+                               "estimate": estimate}
+    for plan in plans:
+        summary["stages"].append(_train_stage(cfg, run, plan, precision, acc, log, resume, on_step, set_seed))
+        acc.free_memory()
+    if acc.is_main_process:
+        plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        (out_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        write_manifest(out_dir, "train", inputs={p.name: p.data for p in plans}, config=cfg.to_dict(),
+                       counts={s["name"]: s["metrics"].get("steps") for s in summary["stages"]},
+                       extra={"summary": summary})
+    acc.wait_for_everyone()
+    return summary
+
+
+def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc: Any, log: MetricsLog,
+                 resume: bool, on_step: StepCallback | None, set_seed: Any) -> dict[str, Any]:
+    adapter_dir = run.adapters_dir / plan.name
+    fp = _stage_fingerprint(cfg, plan, run)
+    done = read_adapter_meta(adapter_dir)
+    if resume and done and done.get("complete") and done.get("fingerprint") == fp:
+        return done
+    set_seed(cfg.project.seed)
+    parent_dir = run.adapters_dir / plan.parent if plan.parent else None
+    if parent_dir is not None and not (parent_dir / "verticalize_adapter.json").is_file():
+        raise TrainError(f"stage '{plan.name}' builds on '{plan.parent}', whose adapter is missing in {parent_dir}")
+    model, tok, counts = build_model(cfg, precision, acc.device, init_from=parent_dir)
+    encoder = ChatEncoder(tok, cfg.project.system_prompt, cfg.model.max_seq_len, cfg.train.assistant_only_loss)
+    train_ex, val_ex, reports = _load_stage_data(plan, run, encoder)
+    if acc.is_main_process:
+        share = 100 * counts["trainable_share"]
+        print(f"stage '{plan.name}' ({cfg.train.method}, {plan.task}): {counts['trainable_params']:,} trainable "
+              f"of {counts['total_params']:,} parameters ({share:.3f}%); {len(train_ex)} train / {len(val_ex)} "
+              f"validation examples; precision {precision.name}; {acc.num_processes} process(es)")
+    stage = StageRun(name=plan.name, train=train_ex, val=val_ex, epochs=plan.epochs,
+                     learning_rate=plan.learning_rate,
+                     packing=cfg.train.packing and cfg.train.method not in VIRTUAL_TOKEN_METHODS,
+                     n_virtual=n_virtual_tokens(model), pad_id=tok.pad_token_id,
+                     ckpt_dir=run.stage("train") / "checkpoints" / plan.name, log=log, fingerprint=fp,
+                     resume=resume, on_step=on_step)
+    metrics = run_stage(stage, model, cfg, acc, precision)
+    meta = {"name": plan.name, "method": cfg.train.method, "task": plan.task, "parent": plan.parent,
+            "base": cfg.model.base, **counts, "metrics": metrics, "data": plan.data, "inputs": reports,
+            "packing": stage.packing, "precision": precision.name, "world_size": acc.num_processes,
+            "system_prompt": cfg.project.system_prompt, "fingerprint": fp,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": True}
+    if acc.is_main_process:
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        save_trained(acc.unwrap_model(model), tok, adapter_dir, cfg.train.method)
+        labels = run.stage("data") / "labels.json"
+        if plan.task == "classification" and labels.is_file():
+            shutil.copy(labels, adapter_dir / "labels.json")
+            meta["labels"] = json.loads(labels.read_text(encoding="utf-8"))
+        (adapter_dir / "verticalize_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        write_adapter_meta(adapter_dir, meta)
+        shutil.rmtree(stage.ckpt_dir, ignore_errors=True)
+        for leftover in stage.ckpt_dir.parent.glob(f"{plan.name}.best.safetensors*"):
+            leftover.unlink()
+    acc.wait_for_everyone()
+    return {**meta, "path": str(adapter_dir)}

@@ -1,0 +1,129 @@
+"""Layered stages (pretrain on the corpus → classification on top) with lineage, `adapters list`, and the CLI's
+one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from verticalize.artifacts import RunDir, read_jsonl
+from verticalize.cli import app
+from verticalize.config import load_config
+from verticalize.train import train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_run(run: Path) -> None:
+    (run / "ingest").mkdir(parents=True)
+    (run / "data").mkdir(parents=True)
+    texts = ["The annual fee is waived after six uses of the card.", "Loans need proof of income.",
+             "逾期超过90天停止计息。", "Restart the service with systemctl restart app.", "第十二条 借款人不得炒股。"]
+    (run / "ingest" / "chunks.jsonl").write_text("".join(
+        json.dumps({"id": f"d{i}:0000", "doc_id": f"d{i}", "source": f"doc{i}.txt", "title": "", "text": t,
+                    "start": 0, "lang": "en"}) + "\n" for i, t in enumerate(texts * 2)))
+    labels = ["billing", "outage"]
+
+    def row(i: int) -> dict:
+        label = labels[i % 2]
+        text = "My card fee is wrong" if label == "billing" else "The app is down again"
+        return {"id": f"c{i}", "messages": [{"role": "user", "content": f"{text} #{i}"},
+                                            {"role": "assistant", "content": label}],
+                "meta": {"kind": "seed", "task": "classification", "label": label}}
+    for split, rows in (("train", range(16)), ("validation", range(100, 104))):
+        (run / "data" / f"{split}.jsonl").write_text("".join(json.dumps(row(i)) + "\n" for i in rows))
+    (run / "data" / "labels.json").write_text(json.dumps(labels))
+
+
+def stage_overrides(model: Path, run: Path) -> list[str]:
+    stages = ('[{"name": "domain", "task": "pretrain", "data": "corpus", "learning_rate": 0.02}, '
+              '{"name": "tickets", "task": "classification", "data": "dataset"}]')
+    return [f"model.base={model}", f"project.run_dir={run}", "train.max_steps=3", "train.batch_tokens=256",
+            "train.learning_rate=0.01", f"train.stages={stages}"]
+
+
+def test_layered_stages_continue_from_the_parent_and_record_lineage(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    write_run(run)
+    summary = train(load_config(None, stage_overrides(tiny_model_dir, run)), RunDir(run))
+    assert [s["name"] for s in summary["stages"]] == ["domain", "tickets"]
+    domain, tickets = summary["stages"]
+    assert domain["task"] == "pretrain" and domain["parent"] is None and domain["data"] == "corpus"
+    assert tickets["task"] == "classification" and tickets["parent"] == "domain"
+    assert tickets["labels"] == ["billing", "outage"]
+    adapters = run / "train" / "adapters"
+    assert (adapters / "tickets" / "labels.json").is_file()
+    a = load_file(str(adapters / "domain" / "adapter_model.safetensors"))
+    b = load_file(str(adapters / "tickets" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    stages_logged = {r["stage"] for r in read_jsonl(run / "train" / "metrics.jsonl")}
+    assert stages_logged == {"domain", "tickets"}
+
+    result = CliRunner().invoke(app, ["adapters", "list", str(run)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "domain" in ln or "tickets" in ln]
+    assert "domain" in lines[0] and "pretrain" in lines[0]
+    assert "tickets" in lines[1] and "classification" in lines[1] and "domain" in lines[1]
+
+    # --resume on a finished run skips the complete stages (same fingerprints) and trains nothing again
+    again = train(load_config(None, stage_overrides(tiny_model_dir, run)), RunDir(run), resume=True)
+    assert again["stages"][1]["created"] == tickets["created"]
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in result.output.replace("\n", " "), result.output
+
+
+def test_cli_train_trains_and_prints_the_summary(tiny_model_dir, tmp_path):
+    run = tmp_path / "run"
+    write_run(run)
+    result = _cli("train", "--run", str(run), "--set", f"model.base={tiny_model_dir}", "--set",
+                  "data.task=classification", "--set", "train.max_steps=2", "--set", "train.batch_tokens=256")
+    assert result.exit_code == 0, result.output
+    assert "task: lora classification" in result.output and "2 steps" in result.output
+    assert (run / "train" / "adapters" / "task" / "adapter_model.safetensors").is_file()
+
+
+def test_cli_errors_are_one_clear_line(tiny_model_dir, tmp_path):
+    empty_run = tmp_path / "empty"
+    _one_line_error(_cli("train", "--run", str(empty_run), "--set", f"model.base={tiny_model_dir}"),
+                    "no training data at", "run `verticalize data` first")
+
+    bad = tmp_path / "bad"
+    (bad / "data").mkdir(parents=True)
+    (bad / "data" / "train.jsonl").write_text("{broken\n[1, 2]\n")
+    _one_line_error(_cli("train", "--run", str(bad), "--set", f"model.base={tiny_model_dir}"),
+                    "no usable training examples", "not valid JSON")
+
+    (bad / "data" / "train.jsonl").write_text("")
+    _one_line_error(_cli("train", "--run", str(bad), "--set", f"model.base={tiny_model_dir}"), "the file is empty")
+
+    ok = tmp_path / "ok"
+    write_run(ok)
+    _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tmp_path / 'no-such-model'}"),
+                    "no-such-model")
+    _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tiny_model_dir}", "--set",
+                         "train.method=qlora"), "qlora needs a CUDA GPU")
+    _one_line_error(_cli("train", "--run", str(ok), "--set", "train.method=sgd"), "train.method")
+    _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tiny_model_dir}", "--set",
+                         'train.stages=[{"name": "a", "data": "/nowhere.jsonl"}]'), "/nowhere.jsonl not found")
+    _one_line_error(_cli("adapters", "list", str(empty_run)), "no adapters in")

@@ -1,0 +1,118 @@
+"""Test sets (data split, the user's JSONL or SQuAD JSON) and the prompts each rung sends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from verticalize.artifacts import RunDir, write_jsonl
+from verticalize.evaluate.prompts import OTHER_LABEL, build_conversation, few_shot_examples, map_to_label
+from verticalize.evaluate.testsets import TestSetError, load_test_set, read_test_file
+
+
+def _row(i: int, q: str, a: str, kind: str = "synthetic", task: str = "qa", **meta) -> dict:
+    return {"id": f"r{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+            "meta": {"kind": kind, "task": task, "question": q, "answer": a, **meta}}
+
+
+def test_jsonl_rows_of_every_shape_and_refusals_with_line_numbers(tmp_path: Path) -> None:
+    f = tmp_path / "t.jsonl"
+    f.write_text("\n".join([
+        json.dumps(_row(1, "年费多少？", "300元", doc_id="d1", chunk_ids=["d1:0000"]), ensure_ascii=False),
+        json.dumps({"question": "What is r?", "answer": ["8", "eight"]}),
+        json.dumps({"instruction": "Classify: card lost", "label": "card"}),
+        "{broken",
+        json.dumps({"messages": [{"role": "user", "content": "q only"}]}),
+        "",
+        json.dumps([1, 2]),
+    ]), encoding="utf-8")
+    ts = read_test_file(f, "user")
+    assert [e.question for e in ts.examples] == ["年费多少？", "What is r?", "Classify: card lost"]
+    first, second, third = ts.examples
+    assert first.references == ["300元"] and first.doc_id == "d1" and first.chunk_ids == ["d1:0000"]
+    assert second.references == ["8", "eight"] and second.id == "line-2"
+    assert third.task == "classification" and third.label == "card" and third.references == ["card"]
+    assert [r["line"] for r in ts.refused] == [4, 5, 7]
+    assert ts.refused[0]["reason"].startswith("not JSON") and "no reference answer" in ts.refused[1]["reason"]
+    assert "not a JSON object" in ts.refused[2]["reason"]
+
+
+def test_squad_json_keeps_every_answer_and_refuses_unanswerable(tmp_path: Path) -> None:
+    f = tmp_path / "squad.json"
+    f.write_text(json.dumps({"version": "1", "data": [{"title": "卡", "paragraphs": [{"context": "...", "qas": [
+        {"id": "a", "question": "年费？", "answers": [{"text": "300元", "answer_start": 0}, {"text": "三百元"}]},
+        {"id": "b", "question": "无答案？", "answers": []}]}]}]}, ensure_ascii=False), encoding="utf-8")
+    ts = read_test_file(f, "user")
+    assert len(ts.examples) == 1 and ts.examples[0].references == ["300元", "三百元"]
+    assert ts.examples[0].source == "卡" and ts.refused == [{"line": "b", "reason": "question without a "
+                                                                                     "non-empty answer"}]
+
+
+def test_test_set_precedence_kinds_and_errors(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(TestSetError, match="verticalize data build"):
+        load_test_set(run)
+    write_jsonl(run.dataset_split("test"), [_row(i, f"q{i}", f"a{i}") for i in range(5)])
+    ts = load_test_set(run, max_examples=3)
+    assert ts.kind == "synthetic" and len(ts.examples) == 3 and ts.task == "qa"
+    write_jsonl(run.dataset_split("test"), [_row(i, f"q{i}", f"a{i}", kind="seed") for i in range(2)])
+    assert load_test_set(run).kind == "human"  # every row human-written
+    mine = tmp_path / "mine.jsonl"
+    write_jsonl(mine, [{"question": "x", "answer": "y"}])
+    assert load_test_set(run, user_file=mine).kind == "user"
+    assert load_test_set(run, human_file=mine).kind == "human"
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(TestSetError, match="no usable example"):
+        read_test_file(empty, "user")
+    with pytest.raises(TestSetError, match="not found"):
+        read_test_file(tmp_path / "nope.jsonl", "user")
+
+
+@dataclass
+class _Hit:
+    chunk_id: str
+    source: str
+    text: str
+    score: float = 1.0
+
+
+def test_conversations_per_rung() -> None:
+    shots = [("Q1?", "A1"), ("Q2?", "A2")]
+    hits = [_Hit("d1:0", "cards.md", " 年费300元。 "), _Hit("d2:0", "loans.md", "贷款需要收入证明。")]
+    prompt = build_conversation("prompt", "年费多少？", system_prompt="SYS", few_shot=shots, hits=hits)
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert prompt[-1]["content"] == "年费多少？"  # the prompt rung gets no passages
+    rag = build_conversation("rag", "年费多少？", system_prompt="SYS", few_shot=shots, hits=hits)
+    assert len(rag) == 2 and rag[1]["content"] == ("根据以下参考资料回答问题。\n\n[1] (cards.md) 年费300元。\n"
+                                                   "[2] (loans.md) 贷款需要收入证明。\n\n问题：年费多少？")
+    en = build_conversation("peft+rag", "What fee?", system_prompt="SYS", hits=hits[:1])
+    assert en[1]["content"].startswith("Answer the question using the reference passages.")
+    assert en[1]["content"].endswith("Question: What fee?")
+    assert build_conversation("peft", "What fee?", system_prompt="SYS", hits=hits) == [
+        {"role": "system", "content": "SYS"}, {"role": "user", "content": "What fee?"}]
+    labelled = build_conversation("prompt", "Card lost", system_prompt="SYS", labels=["card", "loan"])
+    assert labelled[0]["content"] == "SYS\nAnswer with exactly one of these labels: card, loan"
+    assert build_conversation("peft", "Card lost", system_prompt="SYS", labels=["card"])[0]["content"] == "SYS"
+
+
+def test_few_shot_prefers_seed_examples_of_the_same_task(tmp_path: Path) -> None:
+    train = tmp_path / "train.jsonl"
+    write_jsonl(train, [_row(1, "syn q", "syn a"), _row(2, "seed q", "seed a", kind="seed"),
+                        _row(3, "cls q", "card", kind="seed", task="classification", label="card"),
+                        _row(4, "long " * 200, "x", kind="seed")])
+    assert few_shot_examples(train, 2, "qa", 42) == [("seed q", "seed a"), ("syn q", "syn a")]
+    assert few_shot_examples(train, 5, "classification", 42) == [("cls q", "card")]
+    assert few_shot_examples(train, 0, "qa", 42) == [] and few_shot_examples(tmp_path / "x", 3, "qa", 1) == []
+
+
+def test_map_to_label() -> None:
+    labels = ["账户", "贷款", "信用卡"]
+    assert map_to_label("贷款。", labels) == "贷款"
+    assert map_to_label("这是信用卡问题，不是贷款", labels) == "信用卡"  # first label mentioned
+    assert map_to_label("Billing.", ["billing", "network"]) == "billing"
+    assert map_to_label("networkk", ["billing", "network"]) == "network"  # closest spelling
+    assert map_to_label("no idea", ["billing", "network"]) == OTHER_LABEL
