@@ -136,6 +136,30 @@ def test_missing_adapter_and_kb_skip_rungs_with_reasons(tmp_path: Path, tiny_mod
     assert ladder["test_set"]["n"] == 2
 
 
+def test_classification_ladder_maps_answers_to_labels(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from verticalize.evaluate import evaluate_run
+
+    run = build_tiny_run(tmp_path / "run", tiny_model_dir, with_kb=False)
+    tickets = [("无法登录网银", "账户"), ("提前还款怎么算利息", "贷款"), ("信用卡被盗刷", "信用卡")]
+    write_jsonl(run.dataset_split("test"), [
+        {"id": f"t{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": label}],
+         "meta": {"kind": "seed", "task": "classification", "label": label, "question": q, "answer": label,
+                  "source": None, "doc_id": None, "chunk_ids": [], "generator": "seed:csv", "parent_id": None}}
+        for i, (q, label) in enumerate(tickets)])
+    write_json(run.stage("data") / "labels.json", {"labels": ["账户", "贷款", "信用卡"], "counts": {}})
+    ladder = evaluate_run(_cfg(run, tiny_model_dir, "eval.rungs=[prompt, peft]"), run)
+    assert ladder["task"] == "classification" and ladder["labels"] == ["账户", "贷款", "信用卡"]
+    assert ladder["test_set"]["kind"] == "human"  # every test row is a human-written seed
+    for rung in ("prompt", "peft"):
+        m = ladder["rungs"][rung]
+        rows = list(read_jsonl(run.stage("eval") / f"predictions_{rung}.jsonl"))
+        assert {r["predicted_label"] for r in rows} <= {"账户", "贷款", "信用卡", "(other)"}
+        assert m["accuracy"] == sum(r["correct"] for r in rows) / 3
+        assert sum(sum(row.values()) for row in m["confusion"].values()) == 3
+        assert set(m["per_class"]) == {"账户", "贷款", "信用卡"}
+    assert "f1" not in ladder["rungs"]["prompt"]  # QA metrics do not apply
+
+
 def test_full_finetune_is_measured_as_its_own_rung(tmp_path: Path, tiny_model_dir: Path) -> None:
     import shutil
 

@@ -95,12 +95,21 @@ def _teacher_for_augmentation(cfg: Config) -> Any:
     return TeacherClient.from_config(cfg.data.teacher)
 
 
-def _augment_train(train: list[dict], cfg: Config) -> tuple[list[dict], dict[str, Any]]:
+def _step(bar: Any, description: str, total: int) -> Any:
+    """A progress callback ``advance(n)`` for one step (a no-op without a progress display)."""
+    if bar is None:
+        return None
+    task = bar.add_task(description, total=total)
+    return lambda n: bar.advance(task, n)
+
+
+def _augment_train(train: list[dict], cfg: Config, bar: Any = None) -> tuple[list[dict], dict[str, Any]]:
     from verticalize.data.augment import augment
 
     teacher = _teacher_for_augmentation(cfg)
     new, counts = augment(train, cfg.data.augment, teacher=teacher, seed=cfg.project.seed)
-    kept, dropped = dedup_examples(train + list(new), cfg.data.dedup_threshold)
+    kept, dropped = dedup_examples(train + list(new), cfg.data.dedup_threshold,
+                                   advance=_step(bar, "dedup augmented", len(train) + len(new)))
     report = {"made": len(new), "by_operation": dict(counts), "dropped_as_duplicates": dict(dropped)}
     if teacher is not None:
         report["teacher_usage"] = teacher.usage.to_dict()
@@ -162,14 +171,16 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True) -> dict[st
                 drops["not_classification"] += len(seed) - len(kept)
             seed = kept
             seed = _filter_labels(seed, cfg.data.labels, drops)
-        pool, dedup_counts = dedup_examples(seed + synthetic, cfg.data.dedup_threshold)
+        pool, dedup_counts = dedup_examples(seed + synthetic, cfg.data.dedup_threshold,
+                                            advance=_step(bar, "dedup", len(seed) + len(synthetic)))
         test_examples, test_report = (load_test_set(cfg.project.test_set) if cfg.project.test_set
                                       else (None, None))
         result = split_examples(pool, tuple(cfg.data.split), cfg.project.seed, test_examples=test_examples,
                                 seed_test_max_share=cfg.data.test_seed_max_share)
         splits = result.splits
-        splits["train"], augment_report = _augment_train(splits["train"], cfg)
-        decontamination = decontaminate(splits, cfg.data.decontaminate_threshold)
+        splits["train"], augment_report = _augment_train(splits["train"], cfg, bar)
+        decontamination = decontaminate(splits, cfg.data.decontaminate_threshold, advance=_step(
+            bar, "decontaminate", len(splits["train"]) + len(splits["validation"])))
     if not splits["train"]:
         raise DataBuildError("the training split is empty after filtering (see the drop counts: "
                              f"{dict(drops) or 'none'}, dedup {dict(dedup_counts)}); add documents or seed data")

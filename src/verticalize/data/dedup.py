@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from verticalize.data.schema import answer_of, question_of
+from verticalize.text import NearDuplicateIndex, exact_key
 
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*|[〇零一二两三四五六七八九十百千万亿]+")
@@ -37,88 +38,79 @@ def _task_prefix(example: dict[str, Any]) -> str:
     return str((example.get("meta") or {}).get("task") or "qa")
 
 
-class _NumberedIndex:
-    """MinHash LSH where a match must also mention the same numbers, and every added text is stored.
-
-    ``text.NearDuplicateIndex`` refuses to store a text near an existing one; here a kept example (another
-    number, or an augmented variant) must be stored too, so this keeps its own LSH and uses the shared index only
-    for its text hashing (the same n-grams and permutations everywhere in the project).
+class _NumberedIndex(NearDuplicateIndex):
+    """The project's near-duplicate index, where a match must also mention the same numbers and every kept text
+    is stored: ``NearDuplicateIndex.add`` refuses a text near an existing one, but here a kept example (another
+    number, or an augmented variant of its family) must still be findable by later examples.
     """
 
     def __init__(self, threshold: float):
-        from datasketch import MinHashLSH
-
-        from verticalize.text import NearDuplicateIndex
-
-        self.threshold = threshold
-        self._hasher = NearDuplicateIndex(threshold=threshold)
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=self._hasher.num_perm)
-        self._stored: dict[str, tuple[Any, frozenset[str]]] = {}
+        super().__init__(threshold=threshold)
+        self._numbers: dict[str, frozenset[str]] = {}
 
     def signature(self, text: str) -> tuple[Any, frozenset[str]]:
-        return self._hasher.minhash(text), _numbers(text)
+        return self.minhash(text), _numbers(text)
 
-    def query(self, sig: tuple[Any, frozenset[str]]) -> list[str]:
+    def matching(self, sig: tuple[Any, frozenset[str]]) -> list[str]:
         mh, numbers = sig
-        hits = []
-        for key in self._lsh.query(mh):
-            other, other_numbers = self._stored[key]
-            if other_numbers == numbers and mh.jaccard(other) >= self.threshold:
-                hits.append(key)
-        return sorted(hits)
+        return [k for k in self._matches(mh) if self._numbers[k] == numbers]
 
-    def add(self, key: str, sig: tuple[Any, frozenset[str]]) -> None:
-        if key not in self._stored:
-            self._lsh.insert(key, sig[0])
-            self._stored[key] = sig
+    def insert(self, key: str, sig: tuple[Any, frozenset[str]]) -> None:
+        if key in self._hashes:
+            return
+        self._lsh.insert(key, sig[0])
+        self._hashes[key] = sig[0]
+        self._numbers[key] = sig[1]
 
 
-def dedup_examples(examples: list[dict[str, Any]], near_threshold: float = 0.85) -> tuple[list[dict[str, Any]],
-                                                                                      Counter]:
-    """(kept examples in input order, Counter with "exact" and "near" drop counts)."""
-    from verticalize.text import exact_key
 
+def dedup_examples(examples: list[dict[str, Any]], near_threshold: float = 0.85, *,
+                   advance: Callable[[int], None] | None = None) -> tuple[list[dict[str, Any]], Counter]:
+    """(kept examples in input order, Counter with "exact" and "near" drop counts); ``advance(1)`` per example."""
     seen: dict[str, str] = {}  # exact key -> family of the kept example
     families: dict[str, str] = {}  # kept id -> family
     index = _NumberedIndex(near_threshold)
     kept: list[dict[str, Any]] = []
     dropped: Counter = Counter()
     for ex in examples:
+        if advance:
+            advance(1)
         family = _family(ex)
         key = _task_prefix(ex) + ":" + exact_key(question_of(ex))
         if key in seen and seen[key] != family:
             dropped["exact"] += 1
             continue
         sig = index.signature(question_of(ex) + "\n" + answer_of(ex))
-        if any(families.get(other) != family for other in index.query(sig)):
+        if any(families.get(other) != family for other in index.matching(sig)):
             dropped["near"] += 1
             continue
         seen.setdefault(key, family)
         families[ex["id"]] = family
-        index.add(ex["id"], sig)
+        index.insert(ex["id"], sig)
         kept.append(ex)
     return kept, dropped
 
 
-def decontaminate(splits: dict[str, list[dict[str, Any]]], threshold: float) -> dict[str, Any]:
+def decontaminate(splits: dict[str, list[dict[str, Any]]], threshold: float, *,
+                  advance: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Remove, in place, train/validation examples whose question duplicates a test question.
 
     Returns {"removed": {"train": n, "validation": n}, "examples": [{"id", "split", "test_id"}, ...] (first 50)}.
     """
-    from verticalize.text import exact_key
-
     test = splits.get("test") or []
     exact = {exact_key(question_of(ex)): ex["id"] for ex in test}
     index = _NumberedIndex(threshold)
     for ex in test:
-        index.add(ex["id"], index.signature(question_of(ex)))
+        index.insert(ex["id"], index.signature(question_of(ex)))
     removed: Counter = Counter()
     samples: list[dict[str, str]] = []
     for split in ("train", "validation"):
         kept = []
         for ex in splits.get(split) or []:
+            if advance:
+                advance(1)
             q = question_of(ex)
-            hit = exact.get(exact_key(q)) or next(iter(index.query(index.signature(q))), None)
+            hit = exact.get(exact_key(q)) or next(iter(index.matching(index.signature(q))), None)
             if hit is None:
                 kept.append(ex)
                 continue

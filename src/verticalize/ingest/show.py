@@ -61,7 +61,7 @@ def _file_tables(files: list[dict[str, Any]], max_files: int) -> list[Table]:
         for f in ok[:max_files]:
             pii = ", ".join(f"{k} {v}" for k, v in f.get("pii", {}).items())
             notes = escape("; ".join(f.get("warnings", [])))
-            t.add_row(escape(f["source"]), f.get("encoding", "-"), str(f.get("documents", 0)), str(f.get("chunks", 0)),
-                      str(f.get("chars", 0)), pii, notes)
+            t.add_row(escape(f["source"]), f.get("encoding", "-"), str(f.get("documents", 0)),
+                      str(f.get("chunks", 0)), str(f.get("chars", 0)), pii, notes)
         tables.append(t)
     return tables

@@ -121,7 +121,8 @@ def _resolve_cached_hub_id(hub_id: str, model_cfg: ModelConfig, catalog_name: st
 
 
 def _how_to_provide(hub_id: str, catalog_name: str | None, model_cfg: ModelConfig) -> str:
-    what = f"catalog model '{catalog_name}' ({hub_id})" if catalog_name else f"hub model '{hub_id}'"
+    what = (f"catalog model '{catalog_name}' ({hub_id})" if catalog_name
+            else f"'{hub_id}' is no local directory (relative to {Path.cwd()}), and as a hub model it")
     local = f"./models/{hub_id.split('/')[-1]}"
     return (f"{what} is not available locally and verticalize never downloads weights at run time. "
             f"On a machine with Hub access run `hf download {hub_id} --local-dir {local}` "

@@ -29,10 +29,10 @@ def feedback_db_path(run: RunDir) -> Path:
 
 def _redactor() -> Any:
     try:
-        from verticalize.ingest.pii import redact_text  # the same rules as the documents
+        from verticalize.ingest.pii import redact  # the same rules as the documents
     except ImportError:  # pragma: no cover - ingest is part of the package
         return None
-    return lambda text: redact_text(text)[0]
+    return lambda text: redact(text)[0]
 
 
 def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
