@@ -70,7 +70,7 @@ def child_ours(work: Path, args: argparse.Namespace) -> dict:
     from verticalize.config import load_config
     from verticalize.train import train
 
-    cfg = load_config(None, [f"model.base={args.model}", f"project.run_dir={work}", f"train.epochs={args.epochs}",
+    cfg = load_config(None, [f"model.base={args.model}", f"project.run_dir={work.parent}", f"train.epochs={args.epochs}",
                              f"train.learning_rate={args.lr}", "train.eval_every=1000000",
                              f"project.system_prompt={SYSTEM}"])
     t0 = time.perf_counter()
@@ -147,11 +147,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0: torch's default); "
+                                                            "on a shared machine 1 thread avoids OpenMP stalls")
     ap.add_argument("--work", default="/tmp/verticalize-bench/train_throughput")
     ap.add_argument("--out", default="bench/results/train_throughput.json")
     ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = Path(args.work)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     if args.child:
         fn = child_ours if args.child == "ours" else child_baseline
         print("RESULT " + json.dumps(fn(work / args.child, args)))
@@ -175,7 +180,7 @@ def main() -> None:
     summary = {"tokens_per_s_ratio": round(ours["real_tokens_per_s"] / base["real_tokens_per_s"], 2),
                "peak_rss_ratio": round(ours["peak_rss_mb"] / base["peak_rss_mb"], 2),
                "val_loss_delta": round(ours["val_loss"] - base["val_loss"], 4)}
-    report = {"model": args.model, "examples": args.examples, "validation_examples": args.val,
+    report = {"model": args.model, "examples": args.examples, "threads": args.threads or "default", "validation_examples": args.val,
               "epochs": args.epochs, "learning_rate": args.lr, "results": results, "summary": summary,
               "goal": "ours >= 2x baseline real tokens/s, peak RSS <= baseline, val loss <= baseline",
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

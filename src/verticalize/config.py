@@ -227,6 +227,15 @@ class ServeConfig(Section):
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     rag_adapters: list[str] = Field(default_factory=list, description="Adapters whose profile always adds retrieval.")
+    gguf_type: Literal["f16", "q8_0", "f32"] = Field("f16", description="Weight type of `export --to gguf/ollama` "
+                                                                       "(norms stay f32).")
+    gguf_dir: str | None = Field(None, description="llamacpp engine: folder of exported GGUFs (one <name>/model.gguf "
+                                                   "per adapter); default RUN/export/gguf.")
+    llamacpp_threads: int = Field(0, ge=0, description="llamacpp engine: CPU threads (0: one per core).")
+    llamacpp_n_ctx: int = Field(4096, ge=64, description="llamacpp engine: context window in tokens.")
+    vllm_base_url: str = Field("http://127.0.0.1:8000/v1", description="vllm engine: the OpenAI-compatible URL of "
+                                                                      "the vLLM server (see export --to vllm).")
+    vllm_api_key_env: str = Field("VLLM_API_KEY", description="vllm engine: env var with the vLLM server's API key.")
 
 
 class PlanConfig(Section):

@@ -60,6 +60,8 @@ class Pipeline:
         self.force = force
         self.strict = strict
         self.test_set = test_set or cfg.project.test_set
+        # The data stage decontaminates training data against the test set, so it must see the override too.
+        cfg.project.test_set = self.test_set
         self.progress = progress or (lambda stage, status: None)
         self.state_path = self.run.root / "pipeline.json"
         self.state: dict[str, str] = (json.loads(self.state_path.read_text(encoding="utf-8"))
@@ -133,7 +135,8 @@ class Pipeline:
         else:
             result.stages += [StageOutcome("ingest", "skipped", note="no project.docs"),
                               StageOutcome("kb", "skipped", note="no documents")]
-        self._stage(result, "data", run.stage("data") / "manifest.json", lambda: data.build_dataset(cfg, run))
+        self._stage(result, "data", run.stage("data") / "manifest.json",
+                    lambda: data.build_dataset(cfg, run, strict=self.strict))
         self._stage(result, "train", run.stage("train") / "manifest.json", lambda: train.train(cfg, run))
         test_set = Path(self.test_set) if self.test_set else None
         self._stage(result, "eval", run.stage("eval") / "ladder.json",

@@ -154,32 +154,52 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "verticalize", *args], capture_output=True, text=True)
 
 
-def test_cli_build_stats_export_and_errors(tmp_path: Path):
+def _invoke(*args: str):
+    """The real CLI app, in-process (a subprocess per call costs seconds of imports)."""
+    from typer.testing import CliRunner
+
+    from verticalize.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_build_stats_export_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    for var in ("VERTICALIZE_TEACHER_BASE_URL", "VERTICALIZE_TEACHER_MODEL"):
+        monkeypatch.delenv(var, raising=False)
     seed = _seed_file(tmp_path)
     run_dir = tmp_path / "clirun"
     r = _cli("data", "build", "--run", str(run_dir), "--set", f"project.seed_data=[{seed}]")
     assert r.returncode == 0, r.stderr
     assert "refused seed row seed.jsonl:11: missing 'output'" in " ".join(r.stderr.split())
     assert "dataset (qa): train" in r.stdout
-    r = _cli("data", "stats", str(run_dir), "--json")
-    assert r.returncode == 0, r.stderr
+    r = _invoke("data", "stats", str(run_dir), "--json")
+    assert r.exit_code == 0, r.stderr
     stats = json.loads(r.stdout)
     assert sum(stats["splits"].values()) == 10 and stats["by_generator"] == {"seed:alpaca": 10}
-    r = _cli("data", "stats", str(run_dir))
-    assert r.returncode == 0 and "examples by split and kind" in r.stdout and "knowledge-base quality" in r.stdout
-    r = _cli("data", "export", str(run_dir), "--format", "llamafactory", "--out", str(tmp_path / "lf"))
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "lf" / "dataset_info.json").is_file()
+    r = _invoke("data", "stats", str(run_dir))
+    assert r.exit_code == 0 and "examples by split and kind" in r.stdout and "knowledge-base quality" in r.stdout
+    r = _invoke("data", "export", str(run_dir), "--format", "llamafactory", "--out", str(tmp_path / "lf"))
+    assert r.exit_code == 0, r.stderr
+    info = json.loads((tmp_path / "lf" / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info["verticalize_train"]["file_name"] == "train.jsonl"
     # Bad input: one clear line, exit 2, no traceback.
+    chunk_run = RunDir(tmp_path / "with-chunks")
+    _write_chunks(chunk_run)
     for args, message in [
         (("data", "build", "--run", str(tmp_path / "empty")), "nothing to build a dataset from"),
         (("data", "build", "--run", str(tmp_path / "x"), "--set", "project.seed_data=[/nope.jsonl]"),
          "seed data file not found"),
+        (("data", "build", "--run", str(tmp_path / "x"), "--set", "data.split=[0.5,0.5,0.5]"),
+         "shares must add up to 1"),
+        (("data", "build", "--run", str(tmp_path / "x"), "--strict", "--set", f"project.seed_data=[{seed}]"),
+         "--strict: 1 input row(s) refused, e.g. seed.jsonl:11: missing 'output'"),
+        (("data", "build", "--run", str(chunk_run.root), "--set", "data.generator=llm"),
+         "the llm teacher needs data.teacher.base_url and data.teacher.model"),
         (("data", "stats", str(tmp_path / "empty")), "run `verticalize data build` first"),
         (("data", "export", str(run_dir), "--format", "csv", "--out", str(tmp_path / "o")), "unknown format 'csv'"),
     ]:
-        r = _cli(*args)
-        assert r.returncode == 2, (args, r.stderr)
+        r = _invoke(*args)
+        assert r.exit_code == 2, (args, r.output)
         one_line = " ".join(r.stderr.split())  # the console wraps long lines
         assert message in one_line and "Traceback" not in r.stderr, r.stderr
 
@@ -187,3 +207,53 @@ def test_cli_build_stats_export_and_errors(tmp_path: Path):
 def test_no_input_is_a_clear_error(tmp_path: Path):
     with pytest.raises(DataBuildError, match="Run `verticalize ingest`"):
         build_dataset(_cfg(tmp_path), RunDir(tmp_path / "run"), progress=False)
+
+
+CMRC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cmrc2018" / "cmrc2018_trial.json"
+
+
+@pytest.mark.skipif(not CMRC.is_file(), reason="CMRC 2018 trial set not present")
+def test_cmrc2018_passages_as_chunks_and_human_questions_as_test_set(tmp_path: Path):
+    squad = json.loads(CMRC.read_text(encoding="utf-8"))
+    run = RunDir(tmp_path / "run")
+    write_jsonl(run.chunks, [{"id": f"{p['id']}:0000", "doc_id": p["id"], "source": p["id"], "title": d.get("title", ""),
+                              "text": p["context"], "start": 0, "lang": "zh"}
+                             for d in squad["data"] for p in d["paragraphs"]])
+    cfg = _cfg(tmp_path, f"project.test_set={CMRC}")
+    manifest = build_dataset(cfg, run, progress=False)
+    counts = manifest["counts"]
+    assert counts["chunks"] == 256 and counts["splits"]["test"] == 1000  # 1,002 questions, 2 of them empty
+    assert manifest["test_set_import"]["problems_total"] == 2
+    assert counts["splits"]["train"] > 300 and counts["by_kind"]["train"] == {"synthetic": counts["splits"]["train"]}
+    # A rule question that is also a human test question ("什么是标准杆数？") is removed from training.
+    assert counts["decontamination"]["train"] >= 1
+    test_questions = {e["meta"]["question"] for e in read_jsonl(run.dataset_split("test"))}
+    assert not test_questions & {e["meta"]["question"] for e in read_jsonl(run.dataset_split("train"))}
+
+
+class _SloppyGenerator:
+    """A generator with a bug: one good pair, one without an answer, one with an unknown kind."""
+
+    name = "sloppy"
+
+    def generate(self, chunks):
+        from verticalize.data.generators import make_example
+
+        for chunk in chunks:
+            yield make_example("What does the bank answer within?", "within 15 working days", chunk, "sloppy:x")
+            yield make_example("Empty?", "", chunk, "sloppy:x")
+            bad = make_example("Kind?", "The bank shall answer", chunk, "sloppy:x")
+            bad["meta"]["kind"] = "invented"
+            yield bad
+
+
+def test_distil_refuses_malformed_generator_output_with_reasons(tmp_path: Path):
+    from verticalize.data.build import distil
+
+    chunk = {"id": "d1:0000", "doc_id": "d1", "source": "loan.md", "title": "",
+             "text": "The bank shall answer within 15 working days.", "start": 0, "lang": "en"}
+    kept, report = distil([chunk], _cfg(tmp_path), generators=[_SloppyGenerator()])
+    assert [e["meta"]["answer"] for e in kept] == ["within 15 working days"]
+    assert report["generated"] == {"sloppy": 3}
+    assert report["malformed"] == {"sloppy: empty question or answer": 1,
+                                   "sloppy: meta.kind must be one of seed, synthetic, augmented, got 'invented'": 1}

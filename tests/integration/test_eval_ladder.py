@@ -48,20 +48,21 @@ def build_tiny_run(root: Path, tiny_model_dir: Path, *, with_kb: bool = True, wi
     return run
 
 
-def _tiny_lora(model_dir: Path, out: Path) -> None:
+def _tiny_lora(model_dir: Path, out: Path, method: str = "lora") -> None:
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PrefixTuningConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     # init_lora_weights=False: random B, so the adapter really changes the answers (a zero B would not).
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))
+    peft_cfg = (PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4) if method == "prefix" else
+                LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model = get_peft_model(base, peft_cfg)
     model.save_pretrained(out)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    write_json(out / "verticalize_adapter.json", {"name": "task", "method": "lora", "task": "sft", "parent": None,
+    write_json(out / "verticalize_adapter.json", {"name": out.name, "method": method, "task": "sft", "parent": None,
                                                   "base": str(model_dir), "trainable_params": trainable,
                                                   "total_params": total, "metrics": {"train_seconds": 12.5}})
 
@@ -139,7 +140,7 @@ def test_missing_adapter_and_kb_skip_rungs_with_reasons(tmp_path: Path, tiny_mod
 def test_classification_ladder_maps_answers_to_labels(tmp_path: Path, tiny_model_dir: Path) -> None:
     from verticalize.evaluate import evaluate_run
 
-    run = build_tiny_run(tmp_path / "run", tiny_model_dir, with_kb=False)
+    run = build_tiny_run(tmp_path / "run", tiny_model_dir, with_kb=False, with_adapter=False)
     tickets = [("无法登录网银", "账户"), ("提前还款怎么算利息", "贷款"), ("信用卡被盗刷", "信用卡")]
     write_jsonl(run.dataset_split("test"), [
         {"id": f"t{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": label}],
@@ -147,7 +148,14 @@ def test_classification_ladder_maps_answers_to_labels(tmp_path: Path, tiny_model
                   "source": None, "doc_id": None, "chunk_ids": [], "generator": "seed:csv", "parent_id": None}}
         for i, (q, label) in enumerate(tickets)])
     write_json(run.stage("data") / "labels.json", {"labels": ["账户", "贷款", "信用卡"], "counts": {}})
-    ladder = evaluate_run(_cfg(run, tiny_model_dir, "eval.rungs=[prompt, peft]"), run)
+    cfg = _cfg(run, tiny_model_dir, "eval.rungs=[prompt, peft]")
+    without_adapter = evaluate_run(cfg, run)
+    assert list(without_adapter["rungs"]) == ["prompt"]
+    base_answers = [r["prediction"] for r in read_jsonl(run.stage("eval") / "predictions_prompt.jsonl")]
+    _tiny_lora(tiny_model_dir, run.adapters_dir / "tickets", method="prefix")  # the seeds' ticket case
+    ladder = evaluate_run(cfg, run)
+    # With the prefix adapter attached, the prompt rung still runs on the plain base model.
+    assert [r["prediction"] for r in read_jsonl(run.stage("eval") / "predictions_prompt.jsonl")] == base_answers
     assert ladder["task"] == "classification" and ladder["labels"] == ["账户", "贷款", "信用卡"]
     assert ladder["test_set"]["kind"] == "human"  # every test row is a human-written seed
     for rung in ("prompt", "peft"):

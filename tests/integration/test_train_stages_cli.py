@@ -48,7 +48,7 @@ def write_run(run: Path) -> None:
 def stage_overrides(model: Path, run: Path) -> list[str]:
     stages = ('[{"name": "domain", "task": "pretrain", "data": "corpus", "learning_rate": 0.02}, '
               '{"name": "tickets", "task": "classification", "data": "dataset"}]')
-    return [f"model.base={model}", f"project.run_dir={run}", "train.max_steps=3", "train.batch_tokens=256",
+    return [f"model.base={model}", f"project.run_dir={run}", "train.max_steps=3", "train.batch_tokens=256", "train.precision=fp32",
             "train.learning_rate=0.01", f"train.stages={stages}"]
 
 
@@ -62,12 +62,28 @@ def test_layered_stages_continue_from_the_parent_and_record_lineage(tiny_model_d
     domain, tickets = summary["stages"]
     assert domain["task"] == "pretrain" and domain["parent"] is None and domain["data"] == "corpus"
     assert tickets["task"] == "classification" and tickets["parent"] == "domain"
+    assert tickets["layering"] == "merged-parents" and domain["layering"] is None
     assert tickets["labels"] == ["billing", "outage"]
     adapters = run / "train" / "adapters"
     assert (adapters / "tickets" / "labels.json").is_file()
     a = load_file(str(adapters / "domain" / "adapter_model.safetensors"))
     b = load_file(str(adapters / "tickets" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    # the task stage trained on base+domain: its validation loss at step 0 is the domain-merged model's, and the
+    # models package's loader rebuilds that stack (parents merged, then the stage adapter)
+    from verticalize.models import load_adapter
+    from verticalize.train.batching import collate, plan_batches
+    from verticalize.train.data import ChatEncoder, load_chat_examples
+    from verticalize.train.loop import loss_sum
+
+    cfg = load_config(None, stage_overrides(tiny_model_dir, run))
+    model, tok = load_adapter(cfg.model, adapters / "tickets", dtype=torch.float32)
+    val, _ = load_chat_examples(run / "data" / "validation.jsonl",
+                                ChatEncoder(tok, cfg.project.system_prompt, 1024), task="classification")
+    batch = plan_batches(val, 10**6, packing=True, seed=0, epoch=0, shuffle=False)[0]
+    with torch.no_grad():
+        reloaded = loss_sum(model.eval(), collate(val, batch, packing=True, pad_id=0), 0, torch.device("cpu"))
+    assert reloaded.item() / batch.n_targets == pytest.approx(tickets["metrics"]["best_val_loss"], rel=1e-4)
     stages_logged = {r["stage"] for r in read_jsonl(run / "train" / "metrics.jsonl")}
     assert stages_logged == {"domain", "tickets"}
 

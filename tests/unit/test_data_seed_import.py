@@ -115,6 +115,11 @@ def test_json_list_directory_and_missing_path(tmp_path: Path):
     examples, report = import_seed_files([folder])
     assert len(examples) == 1
     assert report.problems == ["alpaca.json:item 2: missing 'output'"]
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps({"version": "1", "data": [{"paragraphs": []}]}), encoding="utf-8")
+    _, report = import_seed_files([squad])
+    assert report.problems == ["squad.json:1: this looks like a SQuAD file: give it as project.test_set "
+                               "(seed data holds training rows)"]
     with pytest.raises(SeedDataError, match="seed data file not found: .*nope.jsonl"):
         import_seed_files([tmp_path / "nope.jsonl"])
 

@@ -116,3 +116,25 @@ def test_map_to_label() -> None:
     assert map_to_label("Billing.", ["billing", "network"]) == "billing"
     assert map_to_label("networkk", ["billing", "network"]) == "network"  # closest spelling
     assert map_to_label("no idea", ["billing", "network"]) == OTHER_LABEL
+
+
+def test_fit_passages_drops_lowest_ranked_then_shortens_never_the_question() -> None:
+    from verticalize.evaluate.prompts import fit_passages
+
+    hits = [_Hit("a", "a.md", "甲" * 100), _Hit("b", "b.md", "乙" * 100), _Hit("c", "c.md", "丙" * 100)]
+
+    def make(h):
+        return build_conversation("rag", "问题？", system_prompt="SYS", hits=h)
+
+    def chars(conv):  # a stand-in tokenizer: one token per character
+        return sum(len(m["content"]) for m in conv)
+
+    conv, changed = fit_passages(make, hits, chars, 10_000)
+    assert changed == 0 and "丙" in conv[1]["content"]
+    conv, changed = fit_passages(make, hits, chars, 250)  # room for two passages
+    assert changed == 1 and "乙" in conv[1]["content"] and "丙" not in conv[1]["content"]
+    conv, changed = fit_passages(make, hits, chars, 100)  # one passage, halved until it fits
+    assert "乙" not in conv[1]["content"] and conv[1]["content"].count("甲") == 50
+    assert conv[1]["content"].endswith("问题：问题？") and chars(conv) <= 100
+    conv, _ = fit_passages(make, hits, chars, 5)  # nothing fits: no passages, question kept
+    assert conv[1]["content"] == "问题？"

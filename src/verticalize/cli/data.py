@@ -19,13 +19,16 @@ RunOpt = typer.Option(None, "--run", "-r", help="Run directory (default: project
 @data_app.command("build")
 @friendly
 def build(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
-          run: Optional[Path] = RunOpt) -> None:
+          run: Optional[Path] = RunOpt,
+          strict: bool = typer.Option(False, "--strict", help="Fail on any refused seed/test row.")) -> None:
     """Distil chunks into Q/A pairs, import seed data, split by document, decontaminate; write RUN/data/."""
     from verticalize.artifacts import RunDir
     from verticalize.data import build_dataset
 
-    cfg = load(config, set_, [f"project.run_dir={run}"] if run else None)
-    manifest = build_dataset(cfg, RunDir(cfg.project.run_dir))
+    cfg = load(config, set_)
+    if run:  # assigned, not parsed as an override: a folder named like a date or number stays a path
+        cfg.project.run_dir = str(run)
+    manifest = build_dataset(cfg, RunDir(cfg.project.run_dir), strict=strict)
     counts = manifest["counts"]
     problems = manifest["seed_import"]["problems"]
     for line in problems[:20]:

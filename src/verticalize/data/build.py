@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from verticalize.artifacts import RunDir, file_fingerprint, read_jsonl, write_json, write_jsonl, write_manifest
 from verticalize.config import Config, ConfigError
 from verticalize.data.dedup import decontaminate, dedup_examples
-from verticalize.data.schema import SPLITS, kind_of
+from verticalize.data.schema import SPLITS, kind_of, problem_with
 from verticalize.data.seed_import import ImportReport, import_seed_files, seed_files
 from verticalize.data.splits import overlap_report, split_examples
 from verticalize.data.testset import load_test_set
@@ -48,26 +48,36 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield bar
 
 
-def distil(chunks: list[dict[str, Any]], cfg: Config, bar: Any = None) -> tuple[list[dict], dict[str, Any]]:
-    """Synthetic examples from chunks (generators + grounding filter) and a report of what happened."""
+def distil(chunks: list[dict[str, Any]], cfg: Config, bar: Any = None,
+           generators: list[Any] | None = None) -> tuple[list[dict], dict[str, Any]]:
+    """Synthetic examples from chunks (generators + grounding filter) and a report of what happened.
+
+    ``generators`` defaults to the ones ``data.generator`` names.
+    """
     from verticalize.data.generators import make_generators
     from verticalize.data.grounding import grounding_filter
 
     generated: list[dict[str, Any]] = []
     by_generator: Counter = Counter()
-    generators = make_generators(cfg.data)
+    malformed: Counter = Counter()
+    generators = make_generators(cfg.data) if generators is None else generators
     for gen in generators:
         task = bar.add_task(f"distil ({gen.name})", total=len(chunks)) if bar else None
         for start in range(0, len(chunks), _GEN_BATCH):
             batch = chunks[start:start + _GEN_BATCH]
             for ex in gen.generate(batch):
-                generated.append(ex)
                 by_generator[gen.name] += 1
+                problem = problem_with(ex)
+                if problem:  # a generator bug must not poison the dataset: count it and go on
+                    malformed[f"{gen.name}: {problem}"] += 1
+                    continue
+                generated.append(ex)
             if bar:
                 bar.advance(task, len(batch))
     chunks_by_id = {c["id"]: c for c in chunks}
     kept, drops = grounding_filter(generated, chunks_by_id, cfg.data.grounding_threshold)
-    report = {"generated": dict(by_generator), "grounding_drops": dict(drops), "kept": len(kept),
+    report = {"generated": dict(by_generator), "malformed": dict(malformed), "grounding_drops": dict(drops),
+              "kept": len(kept),
               "generators": {g.name: _generator_report(g) for g in generators}}
     return kept, report
 
@@ -107,10 +117,17 @@ def _augment_train(train: list[dict], cfg: Config, bar: Any = None) -> tuple[lis
     from verticalize.data.augment import augment
 
     teacher = _teacher_for_augmentation(cfg)
-    new, counts = augment(train, cfg.data.augment, teacher=teacher, seed=cfg.project.seed)
+    try:
+        new, counts = augment(train, cfg.data.augment, teacher=teacher, seed=cfg.project.seed)
+    finally:
+        if teacher is not None:
+            teacher.close()
+    malformed = Counter(p for p in map(problem_with, new) if p)
+    new = [e for e in new if problem_with(e) is None]
     kept, dropped = dedup_examples(train + list(new), cfg.data.dedup_threshold,
                                    advance=_step(bar, "dedup augmented", len(train) + len(new)))
-    report = {"made": len(new), "by_operation": dict(counts), "dropped_as_duplicates": dict(dropped)}
+    report = {"made": len(new), "by_operation": dict(counts), "dropped_as_duplicates": dict(dropped),
+              "malformed": dict(malformed)}
     if teacher is not None:
         report["teacher_usage"] = teacher.usage.to_dict()
     return kept, report
@@ -124,17 +141,6 @@ def _resolve_task(cfg: Config, seed: list[dict], has_chunks: bool) -> str:
     return "qa"
 
 
-def _filter_labels(examples: list[dict], labels: list[str], drops: Counter) -> list[dict]:
-    """Classification rows whose label is outside a configured label set are refused (counted)."""
-    if not labels:
-        return examples
-    allowed = set(labels)
-    kept = [e for e in examples if e["meta"].get("task") != "classification" or e["meta"].get("label") in allowed]
-    if len(kept) < len(examples):
-        drops["unknown_label"] += len(examples) - len(kept)
-    return kept
-
-
 def _inputs(cfg: Config, run: RunDir) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if run.chunks.is_file():
@@ -146,35 +152,42 @@ def _inputs(cfg: Config, run: RunDir) -> dict[str, Any]:
     return inputs
 
 
-def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True) -> dict[str, Any]:
-    """Build the dataset of ``run`` from its chunks and the configured seed/test files; returns the manifest."""
+def _check_strict(*reports: ImportReport | None) -> None:
+    problems = [p for r in reports if r is not None for p in r.problems]
+    if problems:
+        raise DataBuildError(f"--strict: {len(problems)} input row(s) refused, e.g. " + "; ".join(problems[:3]))
+
+
+def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bool = False) -> dict[str, Any]:
+    """Build the dataset of ``run`` from its chunks and the configured seed/test files; returns the manifest.
+
+    ``strict``: a refused seed or test-set row fails the build instead of being reported and skipped.
+    """
     out_dir = run.ensure("data")
     chunks = list(read_jsonl(run.chunks)) if run.chunks.is_file() else []
     seed, seed_report = (import_seed_files(cfg.project.seed_data) if cfg.project.seed_data
                          else ([], ImportReport()))
+    # Read the test file before distilling, so a wrong path fails before any teacher token is spent.
+    test_examples, test_report = load_test_set(cfg.project.test_set) if cfg.project.test_set else (None, None)
+    if strict:
+        _check_strict(seed_report, test_report)
     if not chunks and not seed:
-        raise DataBuildError(
-            f"nothing to build a dataset from: no chunks at {run.chunks} and no seed examples"
-            f"{' (every seed row was refused: ' + '; '.join(seed_report.problems[:3]) + ')' if seed_report.problems else ''}"
-            ". Run `verticalize ingest` on your documents, or set project.seed_data.")
+        refused = f" (every seed row was refused: {'; '.join(seed_report.problems[:3])})" if seed_report.problems else ""
+        raise DataBuildError(f"nothing to build a dataset from: no chunks at {run.chunks} and no seed examples"
+                             f"{refused}. Run `verticalize ingest` on your documents, or set project.seed_data.")
     task = _resolve_task(cfg, seed, bool(chunks))
     drops: Counter = Counter()
     distil_report: dict[str, Any] = {"skipped": "no chunks" if not chunks else "classification task"}
+    synthetic: list[dict] = []
     with _progress(progress) as bar:
-        synthetic: list[dict] = []
         if chunks and task == "qa":
             synthetic, distil_report = distil(chunks, cfg, bar)
             drops.update({f"grounding:{k}": v for k, v in distil_report["grounding_drops"].items()})
+            drops.update({f"malformed:{k}": v for k, v in distil_report["malformed"].items()})
         if task == "classification":
-            kept = [e for e in seed if e["meta"].get("task") == "classification"]
-            if len(kept) < len(seed):
-                drops["not_classification"] += len(seed) - len(kept)
-            seed = kept
-            seed = _filter_labels(seed, cfg.data.labels, drops)
+            seed = _classification_only(seed, cfg.data.labels, drops)
         pool, dedup_counts = dedup_examples(seed + synthetic, cfg.data.dedup_threshold,
                                             advance=_step(bar, "dedup", len(seed) + len(synthetic)))
-        test_examples, test_report = (load_test_set(cfg.project.test_set) if cfg.project.test_set
-                                      else (None, None))
         result = split_examples(pool, tuple(cfg.data.split), cfg.project.seed, test_examples=test_examples,
                                 seed_test_max_share=cfg.data.test_seed_max_share)
         splits = result.splits
@@ -188,28 +201,40 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True) -> dict[st
         write_jsonl(out_dir / f"{split}.jsonl", splits[split])
     labels = _write_labels(out_dir, splits, cfg.data.labels)
     counts = {
-        "splits": {s: len(splits[s]) for s in SPLITS},
-        "by_kind": {s: dict(Counter(kind_of(e) for e in splits[s])) for s in SPLITS},
-        "by_source": dict(Counter(str(e["meta"].get("source")) for s in SPLITS for e in splits[s]).most_common()),
-        "by_generator": dict(Counter(str(e["meta"].get("generator")) for s in SPLITS for e in splits[s])),
-        "groups": result.groups,
-        "chunks": len(chunks),
-        "seed_imported": len(seed),
-        "filter_drops": dict(drops),
-        "dedup": dict(dedup_counts),
-        "augmentation": augment_report,
+        **_composition(splits), "groups": result.groups, "chunks": len(chunks), "seed_imported": len(seed),
+        "filter_drops": dict(drops), "dedup": dict(dedup_counts), "augmentation": augment_report,
         "decontamination": decontamination["removed"],
         "teacher_usage": _teacher_usage(distil_report, augment_report),
     }
     return write_manifest(
         out_dir, "data", inputs=_inputs(cfg, run),
-        config={"data": cfg.data.model_dump(mode="json"), "seed": cfg.project.seed},
-        counts=counts,
+        config={"data": cfg.data.model_dump(mode="json"), "seed": cfg.project.seed}, counts=counts,
         extra={"task": task, "labels": labels, "system_prompt": cfg.project.system_prompt,
                "test_source": result.test_source, "doc_overlap": overlap_report(splits),
                "distillation": distil_report, "seed_import": seed_report.to_dict(),
                "test_set_import": test_report.to_dict() if test_report else None,
                "decontaminated_examples": decontamination["examples"]})
+
+
+def _classification_only(seed: list[dict], labels: list[str], drops: Counter) -> list[dict]:
+    """For a classification dataset: question/answer rows and labels outside a configured set are refused."""
+    kept = [e for e in seed if e["meta"].get("task") == "classification"]
+    if len(kept) < len(seed):
+        drops["not_classification"] += len(seed) - len(kept)
+    if labels:
+        allowed = [e for e in kept if e["meta"].get("label") in set(labels)]
+        if len(allowed) < len(kept):
+            drops["unknown_label"] += len(kept) - len(allowed)
+        kept = allowed
+    return kept
+
+
+def _composition(splits: dict[str, list[dict]]) -> dict[str, Any]:
+    every = [e for s in SPLITS for e in splits[s]]
+    return {"splits": {s: len(splits[s]) for s in SPLITS},
+            "by_kind": {s: dict(Counter(kind_of(e) for e in splits[s])) for s in SPLITS},
+            "by_source": dict(Counter(str(e["meta"].get("source")) for e in every).most_common()),
+            "by_generator": dict(Counter(str(e["meta"].get("generator")) for e in every).most_common())}
 
 
 def _write_labels(out_dir: Path, splits: dict[str, list[dict]], configured: list[str]) -> list[str]:

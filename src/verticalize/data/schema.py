@@ -81,4 +81,16 @@ def problem_with(example: Any) -> str | None:
         return "the last message must be the assistant's answer"
     if not question_of(example).strip() or not answer_of(example).strip():
         return "empty question or answer"
+    meta = example.get("meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            return "'meta' must be an object"
+        if meta.get("kind", "synthetic") not in KINDS:
+            return f"meta.kind must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}"
+        if meta.get("task", "qa") not in TASKS:
+            return f"meta.task must be one of {', '.join(TASKS)}, got {meta.get('task')!r}"
+        if not isinstance(meta.get("chunk_ids", []), list):
+            return "meta.chunk_ids must be a list"
+    if not isinstance(example.get("id"), str) or not example["id"]:
+        return "missing string 'id'"
     return None

@@ -227,6 +227,8 @@ def example_from_row(row: Any, *, source: str, where: str) -> tuple[dict[str, An
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
     form = detect_form(row)
+    if form is None and isinstance(row.get("data"), list):
+        raise RowError("this looks like a SQuAD file: give it as project.test_set (seed data holds training rows)")
     if form is None:
         raise RowError(f"unrecognised row with keys {sorted(row)[:8]}; {_EXPECTED}")
     dropped = 0

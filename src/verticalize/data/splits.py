@@ -54,7 +54,7 @@ def group_examples(examples: list[dict[str, Any]]) -> dict[str, list[dict[str, A
 @dataclass
 class SplitResult:
     splits: dict[str, list[dict[str, Any]]]
-    groups: dict[str, int] = field(default_factory=dict)  # split -> number of groups
+    groups: dict[str, int | None] = field(default_factory=dict)  # split -> number of groups (None: user test)
     test_source: str = "drawn"  # drawn | seed-first | user
 
     def counts(self) -> dict[str, int]:
@@ -114,11 +114,13 @@ def split_examples(examples: list[dict[str, Any]], shares: tuple[float, float, f
             test_source = "seed-first"
         got = sum(len(groups[k]) for k in test_keys)
         if got < target:  # top up from non-seed groups: the cap on seed data holds
-            rest = [k for k in order if k not in set(seed_keys)]
+            seed_set = set(seed_keys)
+            rest = [k for k in order if k not in seed_set]
             test_keys += _take(rest, groups, target - got, at_least_one=enough_groups and not test_keys)
         if len(test_keys) >= len(groups):  # training must never be empty
             test_keys = test_keys[:-1]
-    remaining = [k for k in order if k not in set(test_keys)]
+    test_set = set(test_keys)
+    remaining = [k for k in order if k not in test_set]
     val_keys: list[str] = []
     if val_share > 0 and remaining:
         n_rest = sum(len(groups[k]) for k in remaining)
@@ -126,13 +128,14 @@ def split_examples(examples: list[dict[str, Any]], shares: tuple[float, float, f
         val_keys = _take(remaining, groups, target, at_least_one=enough_groups)
         if len(val_keys) >= len(remaining):  # training must never be empty
             val_keys = val_keys[:-1]
-    train_keys = [k for k in remaining if k not in set(val_keys)]
+    val_set = set(val_keys)
+    train_keys = [k for k in remaining if k not in val_set]
     pick = lambda keys: [ex for k in keys for ex in groups[k]]  # noqa: E731
     splits = {"train": pick(train_keys), "validation": pick(val_keys),
               "test": list(test_examples) if test_examples is not None else pick(test_keys)}
     return SplitResult(splits={s: splits[s] for s in SPLITS},
                        groups={"train": len(train_keys), "validation": len(val_keys),
-                               "test": len(test_keys) if test_examples is None else -1},
+                               "test": len(test_keys) if test_examples is None else None},
                        test_source=test_source)
 
 

@@ -78,6 +78,10 @@ class LadderModels:
         self.model.eval()
         self._full_model: Any = None
 
+    def count_tokens(self, conversation: list[dict[str, str]]) -> int:
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     @contextlib.contextmanager
     def for_rung(self, rung: str) -> Iterator[Any]:
         if rung == "full":
@@ -90,8 +94,11 @@ class LadderModels:
             if self.adapter is None:
                 raise RuntimeError("no trained adapter")
             yield self.model
+        elif self.adapter is not None and self.model.active_peft_config.is_prompt_learning:
+            # Prefix/prompt tuning leave the base modules untouched: the unwrapped model is the base.
+            yield self.model.get_base_model()
         elif self.adapter is not None:
-            with self.model.disable_adapter():
+            with self.model.disable_adapter():  # LoRA-type layers are injected: switch them off
                 yield self.model
         else:
             yield self.model

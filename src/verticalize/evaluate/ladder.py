@@ -18,7 +18,7 @@ from verticalize.evaluate import gates as gates_mod
 from verticalize.evaluate.generation import AdapterInfo, LadderModels, find_adapters, generate_answers
 from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
                                           normalize_answer, percentile, recall_at_k, tokens_per_second)
-from verticalize.evaluate.prompts import build_conversation, few_shot_examples, map_to_label
+from verticalize.evaluate.prompts import build_conversation, few_shot_examples, fit_passages, map_to_label
 from verticalize.evaluate.testsets import TestExample, TestSet, load_test_set
 
 KNOWN_RUNGS = gates_mod.COST_ORDER
@@ -88,16 +88,30 @@ def _answer_rung(cfg: Config, models: LadderModels, rung: str, ts: TestSet, few_
                  retrieval: dict[str, Any] | None, labels: list[str],
                  trained: AdapterInfo | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One rung: build its prompts, generate, score. Returns (prediction rows, metrics)."""
-    convs = [build_conversation(rung, ex.question, system_prompt=cfg.project.system_prompt, few_shot=few_shot,
-                                hits=retrieval["hits"][i] if retrieval and rung.endswith("rag") else (),
-                                labels=labels)
-             for i, ex in enumerate(ts.examples)]
+    budget = max(8, cfg.model.max_seq_len - cfg.eval.max_new_tokens)
+    convs, trimmed = [], []
+    for i, ex in enumerate(ts.examples):
+        hits = retrieval["hits"][i] if retrieval and rung.endswith("rag") else ()
+
+        def make(h: Sequence[Any], q: str = ex.question) -> list[dict[str, str]]:
+            return build_conversation(rung, q, system_prompt=cfg.project.system_prompt, few_shot=few_shot,
+                                      hits=h, labels=labels)
+
+        conv, n = fit_passages(make, hits, models.count_tokens, budget) if hits else (make(()), 0)
+        convs.append(conv)
+        trimmed.append(n)
     with models.for_rung(rung) as model:
         gens = generate_answers(model, models.tokenizer, convs, max_new_tokens=cfg.eval.max_new_tokens,
                                 max_seq_len=cfg.model.max_seq_len, batch_size=cfg.eval.batch_size,
                                 label=f"eval {rung}")
     rows = _prediction_rows(rung, ts.examples, gens, retrieval, labels)
-    return rows, _rung_metrics(rung, rows, gens, ts.task, labels, retrieval, trained)
+    for row, n in zip(rows, trimmed):
+        if n:
+            row["context_trimmed"] = n  # passages dropped or shortened to fit model.max_seq_len
+    metrics = _rung_metrics(rung, rows, gens, ts.task, labels, retrieval, trained)
+    if rung.endswith("rag"):
+        metrics["context_trimmed_share"] = sum(1 for n in trimmed if n) / len(trimmed) if trimmed else 0.0
+    return rows, metrics
 
 
 # --------------------------------------------------------------------------------------------- inputs

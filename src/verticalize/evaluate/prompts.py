@@ -13,8 +13,9 @@ import difflib
 import json
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from verticalize.evaluate.metrics import normalize_answer
 
@@ -78,6 +79,35 @@ def build_conversation(rung: str, question: str, *, system_prompt: str, few_shot
     user = context_block(question, hits) if rung.endswith("rag") and hits else question
     messages.append({"role": "user", "content": user})
     return messages
+
+
+def fit_passages(make: Callable[[Sequence[Any]], list[dict[str, str]]], hits: Sequence[Any],
+                 count_tokens: Callable[[list[dict[str, str]]], int], budget: int) -> tuple[list[dict[str, str]], int]:
+    """The conversation ``make(hits)`` cut to ``budget`` tokens by dropping the lowest-ranked passages, then
+    shortening the last one, so the system prompt and the question are never cut. Returns (conversation, passages
+    dropped or shortened)."""
+    kept = list(hits)
+    conv = make(kept)
+    changed = 0
+    while kept and count_tokens(conv) > budget:
+        if len(kept) > 1:
+            kept.pop()
+        else:
+            last = kept[0]
+            if len(last.text) < 40:
+                kept.pop()
+            else:
+                kept[0] = _Passage(last.chunk_id, last.source, last.text[: len(last.text) // 2])
+        changed += 1
+        conv = make(kept)
+    return conv, changed
+
+
+@dataclass(frozen=True)
+class _Passage:
+    chunk_id: str
+    source: str
+    text: str
 
 
 def map_to_label(prediction: str, labels: Sequence[str]) -> str:

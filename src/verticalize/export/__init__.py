@@ -12,7 +12,7 @@ from typing import Any
 from verticalize.artifacts import RunDir, write_manifest
 from verticalize.config import Config
 
-FORMATS = ("merged", "vllm", "triton")
+FORMATS = ("merged", "gguf", "ollama", "vllm", "triton")
 
 
 class ExportError(ValueError):
@@ -49,6 +49,8 @@ def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, ou
 
         name, path = _pick(adapters, adapter)
         result = export_merged(cfg.model, path, target / name)
+    elif to in ("gguf", "ollama"):
+        result = _export_gguf(cfg, adapters, adapter, target, ollama=(to == "ollama"))
     elif to == "vllm":
         from verticalize.export.serving import export_vllm
 
@@ -63,4 +65,27 @@ def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, ou
     write_manifest(run.stage("export") / to, "export", inputs={"adapters": {k: str(v) for k, v in
                                                                              adapters.items()}},
                    config={"to": to, "adapter": adapter}, counts={}, extra={"result": result})
+    return result
+
+
+def _export_gguf(cfg: Config, adapters: dict[str, Path], adapter: str | None, target: Path, ollama: bool
+                 ) -> dict[str, Any]:
+    """One merged GGUF in target/<name>/model.gguf (``--adapter base``: the bare base), plus a Modelfile."""
+    from verticalize.export.gguf import GGUFExportError, export_gguf
+    from verticalize.serve.engine import BASE_MODEL_ALIAS
+
+    if adapter == BASE_MODEL_ALIAS:
+        name, path = Path(cfg.model.base).name, None
+    else:
+        name, path = _pick(adapters, adapter)
+    try:
+        result = export_gguf(cfg.model, path, target / name, cfg.serve.gguf_type, name=name)
+    except GGUFExportError as e:
+        raise ExportError(str(e)) from None
+    if ollama:
+        from verticalize.export.ollama import write_modelfile
+
+        result["modelfile"] = write_modelfile(Path(result["path"]), result.get("chat_template"),
+                                              cfg.project.system_prompt, result.get("eos_token"))
+    result.pop("chat_template", None)
     return result

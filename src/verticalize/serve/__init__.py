@@ -37,11 +37,7 @@ def _redactor() -> Any:
 
 def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
     if engine is None:
-        if cfg.serve.engine != "embedded":
-            raise ValueError(f"serve.engine={cfg.serve.engine}: use `verticalize export RUN --to "
-                             f"{'gguf' if cfg.serve.engine == 'llamacpp' else 'vllm'}` and start that engine; "
-                             "the embedded engine is the one the gateway runs in-process")
-        engine = EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg))
+        engine = build_engine(cfg, run)
     kb = None
     if (run.kb_dir / "manifest.json").is_file():
         from verticalize.kb import open_kb
@@ -51,6 +47,22 @@ def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
     quality = QualitySignals(load_training_questions(run.dataset_split("train")))
     return Gateway(engine, settings, kb=kb, feedback=FeedbackStore(feedback_db_path(run), _redactor()),
                    quality=quality)
+
+
+def build_engine(cfg: Config, run: RunDir) -> Any:
+    """The engine named by serve.engine: embedded (in-process), llamacpp (exported GGUFs) or vllm (a server)."""
+    if cfg.serve.engine == "llamacpp":
+        from verticalize.export.gguf import source_gguf_of
+        from verticalize.models import resolve_base
+        from verticalize.serve.llamacpp import LlamaCppEngine
+
+        gguf_dir = Path(cfg.serve.gguf_dir) if cfg.serve.gguf_dir else run.stage("export") / "gguf"
+        return LlamaCppEngine.from_run(cfg.serve, gguf_dir, _base_name(cfg), source_gguf_of(resolve_base(cfg.model)))
+    if cfg.serve.engine == "vllm":
+        from verticalize.serve.vllm import VLLMEngine
+
+        return VLLMEngine.from_config(cfg, _base_name(cfg))
+    return EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg))
 
 
 def _base_name(cfg: Config) -> str:
@@ -76,4 +88,4 @@ def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -
     return counts
 
 
-__all__ += ["discover_adapters"]
+__all__ += ["discover_adapters", "build_engine"]

@@ -4,9 +4,11 @@ Precision: with bf16 the frozen base of a PEFT method is *stored* in bf16 while 
 ``autocast_adapter_dtype``), which on a CPU with AVX-512 bf16 is about twice as fast as fp32 and halves the
 base's memory. Full fine-tuning keeps fp32 master weights and computes under bf16 autocast.
 
-Layered stages continue from the previous stage's adapter (``init_from``): every stage adapter is therefore a
-complete adapter for the plain base model (loadable alone by PEFT, vLLM, LLaMA-Factory), and its ``parent``
-records where its training started.
+Layered stages (``parents``, root first): for methods whose weights merge (lora, dora, qlora, ia3) every earlier
+stage's adapter is merged into the base and a fresh adapter is trained on top ("merged-parents": a task module on
+top of the domain module, as the seed's modular design has it; ``verticalize.models.load_adapter`` rebuilds the
+same stack). Prefix/prompt tuning cannot merge, so the stage continues training its parent's virtual tokens, and
+full fine-tuning continues from the parent's whole model ("continued": the stage directory alone is the model).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from verticalize.train.data import TrainError
 
 PEFT_METHODS = ("lora", "dora", "qlora", "prefix", "prompt", "ia3")
 VIRTUAL_TOKEN_METHODS = ("prefix", "prompt")  # they add virtual tokens, so examples cannot be packed
-DEFAULT_TARGETS = ["q_proj", "v_proj"]
+MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
 
 
 @dataclass
@@ -123,30 +125,35 @@ def _load_qlora_base(cfg: Config, device: torch.device) -> tuple[Any, Any]:
     return model, tok
 
 
+def layering(method: str) -> str:
+    return "merged-parents" if method in MERGEABLE_METHODS else "continued"
+
+
 def build_model(cfg: Config, precision: Precision, device: torch.device,
-                init_from: Path | None = None) -> tuple[Any, Any, dict[str, Any]]:
-    """(model ready to train, tokenizer, parameter counts). ``init_from``: the previous stage's adapter/model."""
+                parents: list[Path] | tuple[Path, ...] = ()) -> tuple[Any, Any, dict[str, Any]]:
+    """(model ready to train, tokenizer, parameter counts). ``parents``: earlier stages' outputs, root first."""
     from verticalize.models import load_base, resolve_base
 
     t = cfg.train
     check_method_supported(t, device)
+    parent = parents[-1] if parents else None
     if t.method == "full":
-        if init_from is not None:  # a previous full stage saved a whole model: continue from it
+        if parent is not None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
-            model = AutoModelForCausalLM.from_pretrained(init_from, dtype=precision.base_dtype)
-            tok = AutoTokenizer.from_pretrained(init_from)
+            model = AutoModelForCausalLM.from_pretrained(parent, dtype=precision.base_dtype)
+            tok = AutoTokenizer.from_pretrained(parent)
         else:
             model, tok = load_base(cfg.model, dtype=precision.base_dtype)
         model.requires_grad_(True)
     else:
         import peft
-        if t.method == "qlora":
-            model, tok = _load_qlora_base(cfg, device)
+        model, tok = _load_qlora_base(cfg, device) if t.method == "qlora" else load_base(cfg.model,
+                                                                                         dtype=precision.base_dtype)
+        if parent is not None and t.method not in MERGEABLE_METHODS:
+            model = peft.PeftModel.from_pretrained(model, parent, is_trainable=True)
         else:
-            model, tok = load_base(cfg.model, dtype=precision.base_dtype)
-        if init_from is not None:
-            model = peft.PeftModel.from_pretrained(model, init_from, is_trainable=True)
-        else:
+            for p in parents:
+                model = peft.PeftModel.from_pretrained(model, p).merge_and_unload()
             model = peft.get_peft_model(model, _peft_config(cfg, resolve_base(cfg.model)))
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

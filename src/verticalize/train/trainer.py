@@ -1,9 +1,10 @@
-"""The train stage: layered stages in order, each continuing from its parent's adapter, then the run artifacts.
+"""The train stage: layered stages in order, each on top of the stages before it, then the run artifacts.
 
-Stages (``train.stages``) train in order; stage *n* starts from stage *n-1*'s adapter and is saved under its own
-name with ``parent`` = stage *n-1*. No stages configured = one stage named ``task`` on the dataset. With
-``resume``, stages whose adapter is complete (same fingerprint) are skipped and an interrupted stage continues
-from its last checkpoint.
+Stages (``train.stages``) train in order and are saved under their own names with ``parent`` = the stage before.
+LoRA-family stages train a new adapter on the base with every earlier adapter merged in; prefix/prompt and full
+stages continue from the parent (see ``methods.build_model``; ``layering`` in verticalize_adapter.json says which).
+No stages configured = one stage named ``task`` on the dataset. With ``resume``, stages whose adapter is complete
+(same fingerprint) are skipped and an interrupted stage continues from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from verticalize.config import Config
 from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, TrainError, holdout_split,
                                     load_chat_examples, load_text_examples)
 from verticalize.train.loop import StageRun, StepCallback, run_stage
-from verticalize.train.methods import VIRTUAL_TOKEN_METHODS, build_model, check_method_supported, \
+from verticalize.train.methods import VIRTUAL_TOKEN_METHODS, build_model, check_method_supported, layering, \
     n_virtual_tokens, resolve_precision, save_trained
 from verticalize.train.report import MetricsLog, plot_loss_curve, read_adapter_meta, write_adapter_meta
 
@@ -35,6 +36,7 @@ class StagePlan:
     epochs: float
     learning_rate: float
     parent: str | None
+    ancestors: tuple[str, ...] = ()  # every earlier stage, root first
 
 
 def plan_stages(cfg: Config) -> list[StagePlan]:
@@ -49,11 +51,11 @@ def plan_stages(cfg: Config) -> list[StagePlan]:
     for n in names:
         if not n or "/" in n or n.startswith("."):
             raise TrainError(f"train.stages: '{n}' is not usable as a directory name")
-    plans, parent = [], None
+    plans: list[StagePlan] = []
     for s in t.stages:
+        before = tuple(p.name for p in plans)
         plans.append(StagePlan(s.name, s.task, s.data, s.epochs or t.epochs, s.learning_rate or t.learning_rate,
-                               parent))
-        parent = s.name
+                               before[-1] if before else None, before))
     return plans
 
 
@@ -172,10 +174,11 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
     if resume and done and done.get("complete") and done.get("fingerprint") == fp:
         return done
     set_seed(cfg.project.seed)
-    parent_dir = run.adapters_dir / plan.parent if plan.parent else None
-    if parent_dir is not None and not (parent_dir / "verticalize_adapter.json").is_file():
-        raise TrainError(f"stage '{plan.name}' builds on '{plan.parent}', whose adapter is missing in {parent_dir}")
-    model, tok, counts = build_model(cfg, precision, acc.device, init_from=parent_dir)
+    parents = [run.adapters_dir / name for name in plan.ancestors]
+    for p in parents:
+        if not (p / "verticalize_adapter.json").is_file():
+            raise TrainError(f"stage '{plan.name}' builds on '{p.name}', whose adapter is missing in {p}")
+    model, tok, counts = build_model(cfg, precision, acc.device, parents=parents)
     encoder = ChatEncoder(tok, cfg.project.system_prompt, cfg.model.max_seq_len, cfg.train.assistant_only_loss)
     train_ex, val_ex, reports = _load_stage_data(plan, run, encoder)
     if acc.is_main_process:
@@ -192,6 +195,7 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
     metrics = run_stage(stage, model, cfg, acc, precision)
     meta = {"name": plan.name, "method": cfg.train.method, "task": plan.task, "parent": plan.parent,
             "base": cfg.model.base, **counts, "metrics": metrics, "data": plan.data, "inputs": reports,
+            "layering": layering(cfg.train.method) if plan.parent else None,
             "packing": stage.packing, "precision": precision.name, "world_size": acc.num_processes,
             "system_prompt": cfg.project.system_prompt, "fingerprint": fp,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": True}

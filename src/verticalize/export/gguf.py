@@ -1,0 +1,331 @@
+"""GGUF export: a base model with one adapter merged in, written with the `gguf` package for llama.cpp/Ollama.
+
+Metadata comes from the base's own GGUF when the base was converted from one (the embedded SmolLM2): every
+key-value pair (tokenizer, chat template, hyper-parameters) is copied, so llama.cpp tokenises exactly as with the
+original file. A base that is a plain Transformers directory gets its metadata built from `config.json` and
+`tokenizer.json` (byte-level BPE, the "gpt2" tokenizer model in GGUF terms).
+
+Tensors are named through gguf's tensor-name map. llama.cpp's Llama graph applies RoPE to interleaved pairs while
+Transformers rotates halves, so q_proj/k_proj rows are permuted on the way out (as llama.cpp's own converter
+does; Transformers' GGUF loader undoes the same permutation on the way in).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SUPPORTED_ARCHS = {"llama"}  # the permutation and hyper-parameter names below are Llama's (SmolLM2 is one)
+_OUT_TYPES = {"f32": ("F32", "ALL_F32"), "f16": ("F16", "MOSTLY_F16"), "q8_0": ("Q8_0", "MOSTLY_Q8_0")}
+# Keys the writer sets itself or that describe the source file's own encoding, not the model.
+_SKIP_KEYS = ("GGUF.", "general.architecture", "general.file_type", "general.quantization_version")
+
+
+class GGUFExportError(ValueError):
+    """The model cannot be written as GGUF (architecture, adapter type); the message says why."""
+
+
+def permute_for_gguf(weight: np.ndarray, n_head: int) -> np.ndarray:
+    """Transformers' rotate-half row order → llama.cpp's interleaved-pair order, per attention head."""
+    rows = weight.shape[0]
+    return (weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:])
+            .swapaxes(1, 2).reshape(weight.shape))
+
+
+def write_gguf(model: Any, tokenizer_dir: Path, out_path: Path, outtype: str = "f16",
+               source_gguf: Path | None = None, name: str | None = None) -> dict[str, Any]:
+    """Write ``model`` (a Transformers LlamaForCausalLM, adapters already merged) as one GGUF file."""
+    import gguf
+
+    cfg = model.config
+    arch = getattr(cfg, "model_type", "")
+    if arch not in SUPPORTED_ARCHS:
+        raise GGUFExportError(f"GGUF export supports {', '.join(sorted(SUPPORTED_ARCHS))} models; this base is "
+                              f"'{arch}'. Export merged weights (--to merged) and convert them with llama.cpp's "
+                              f"convert_hf_to_gguf.py instead.")
+    if outtype not in _OUT_TYPES:
+        raise GGUFExportError(f"unknown GGUF type '{outtype}'; choose one of {', '.join(_OUT_TYPES)}")
+    qtype_name, ftype_name = _OUT_TYPES[outtype]
+    qtype = gguf.GGMLQuantizationType[qtype_name]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(out_path), arch)
+    if source_gguf is not None:
+        copied = _copy_metadata(writer, Path(source_gguf))
+    else:
+        copied = 0
+        _write_hparams(writer, cfg)
+        _write_tokenizer(writer, Path(tokenizer_dir), cfg.vocab_size)
+    if name:
+        writer.add_name(name)
+    writer.add_file_type(int(gguf.LlamaFileType[ftype_name]))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    n_tensors = _write_tensors(writer, model, qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {"path": str(out_path), "type": outtype, "tensors": n_tensors, "metadata_copied": copied,
+            "bytes": out_path.stat().st_size}
+
+
+def _copy_metadata(writer: Any, source: Path) -> int:
+    import gguf
+
+    reader = gguf.GGUFReader(source)
+    arch = reader.fields["general.architecture"].contents()
+    if arch not in SUPPORTED_ARCHS:
+        raise GGUFExportError(f"source GGUF {source} is '{arch}'; only {sorted(SUPPORTED_ARCHS)} is supported")
+    copied = 0
+    for key, field in reader.fields.items():
+        if key.startswith(_SKIP_KEYS):
+            continue
+        vtype = field.types[0]
+        sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub_type)
+        copied += 1
+    return copied
+
+
+def _rope_theta(cfg: Any) -> float:
+    params = getattr(cfg, "rope_parameters", None) or {}
+    return float(params.get("rope_theta") or getattr(cfg, "rope_theta", None) or 10000.0)
+
+
+def _write_hparams(writer: Any, cfg: Any) -> None:
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(_rope_theta(cfg))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_vocab_size(cfg.vocab_size)
+
+
+def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
+    """Byte-level BPE from tokenizer.json → GGUF's "gpt2" tokenizer (tokens, types, merges, special ids, template)."""
+    import gguf
+
+    tok_file = tokenizer_dir / "tokenizer.json"
+    if not tok_file.is_file():
+        raise GGUFExportError(f"{tokenizer_dir} has no tokenizer.json; GGUF export needs a fast (BPE) tokenizer")
+    spec = json.loads(tok_file.read_text(encoding="utf-8"))
+    if (spec.get("model") or {}).get("type") != "BPE":
+        raise GGUFExportError(f"{tok_file}: only byte-level BPE tokenizers are exported to GGUF "
+                              f"(got {(spec.get('model') or {}).get('type')})")
+    vocab: dict[str, int] = dict(spec["model"]["vocab"])
+    special = {t["content"] for t in spec.get("added_tokens", []) if t.get("special")}
+    for t in spec.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+    by_id = {i: t for t, i in vocab.items()}
+    tokens, types = [], []
+    for i in range(vocab_size):  # embedding rows beyond the tokenizer are padding tokens, as llama.cpp expects
+        tok = by_id.get(i)
+        if tok is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        else:
+            tokens.append(tok)
+            types.append(gguf.TokenType.CONTROL if tok in special else gguf.TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt2")  # the GPT-2 split regex: what a default ByteLevel pre-tokenizer uses
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special_vocab = gguf.SpecialVocab(tokenizer_dir, load_merges=True, n_vocab=vocab_size)
+    special_vocab.add_to_gguf(writer, quiet=True)
+    tok_cfg_file = tokenizer_dir / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_file.read_text(encoding="utf-8")) if tok_cfg_file.is_file() else {}
+    if "bos" not in special_vocab.add_special_token:
+        writer.add_add_bos_token(bool(tok_cfg.get("add_bos_token", False)))
+    if special_vocab.chat_template is None and (tokenizer_dir / "chat_template.jinja").is_file():
+        writer.add_chat_template((tokenizer_dir / "chat_template.jinja").read_text(encoding="utf-8"))
+
+
+def _write_tensors(writer: Any, model: Any, qtype: Any) -> int:
+    import gguf
+    import torch
+
+    cfg = model.config
+    name_map = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    n_head = cfg.num_attention_heads
+    n_kv = getattr(cfg, "num_key_value_heads", None) or n_head
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    count = 0
+    for hf_name, tensor in model.state_dict().items():
+        if tied and hf_name == "lm_head.weight":
+            continue  # llama.cpp reuses token_embd when output.weight is absent
+        if hf_name.endswith("rotary_emb.inv_freq"):
+            continue
+        gguf_name = name_map.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise GGUFExportError(f"no GGUF name for tensor '{hf_name}' (unmerged adapter weights?)")
+        data = tensor.detach().to(torch.float32).cpu().numpy()
+        if hf_name.endswith("q_proj.weight"):
+            data = permute_for_gguf(data, n_head)
+        elif hf_name.endswith("k_proj.weight"):
+            data = permute_for_gguf(data, n_kv)
+        if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(gguf_name, np.ascontiguousarray(data, dtype=np.float32))
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(gguf_name, data.astype(np.float16))
+        else:
+            writer.add_tensor(gguf_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        count += 1
+    return count
+
+
+def read_gguf_summary(path: Path) -> dict[str, Any]:
+    """What a GGUF holds, read back with gguf.GGUFReader: tensor count, shapes by name, key metadata."""
+    import gguf
+
+    reader = gguf.GGUFReader(path)
+
+    def value(key: str) -> Any:
+        field = reader.fields.get(key)
+        return field.contents() if field is not None else None
+
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    return {"tensors": len(reader.tensors),
+            "shapes": {t.name: [int(x) for x in t.shape] for t in reader.tensors},
+            "types": {t.name: t.tensor_type.name for t in reader.tensors},
+            "architecture": value("general.architecture"), "block_count": value("llama.block_count"),
+            "embedding_length": value("llama.embedding_length"), "tokenizer_model": value("tokenizer.ggml.model"),
+            "n_tokens": len(tokens.data) if tokens is not None else 0,
+            "eos_token_id": value("tokenizer.ggml.eos_token_id"), "chat_template": value("tokenizer.chat_template")}
+
+
+def check_against_model(summary: dict[str, Any], model: Any) -> list[str]:
+    """Problems found comparing a GGUF summary with the model it was written from (empty: consistent)."""
+    cfg = model.config
+    problems = []
+    if summary["block_count"] != cfg.num_hidden_layers:
+        problems.append(f"block_count {summary['block_count']} != {cfg.num_hidden_layers}")
+    if summary["embedding_length"] != cfg.hidden_size:
+        problems.append(f"embedding_length {summary['embedding_length']} != {cfg.hidden_size}")
+    expected = 2 + 9 * cfg.num_hidden_layers + (0 if getattr(cfg, "tie_word_embeddings", False) else 1)
+    if summary["tensors"] != expected:
+        problems.append(f"{summary['tensors']} tensors, expected {expected}")
+    emb = summary["shapes"].get("token_embd.weight")
+    if emb != [cfg.hidden_size, cfg.vocab_size]:
+        problems.append(f"token_embd.weight shape {emb}, expected {[cfg.hidden_size, cfg.vocab_size]}")
+    if summary["n_tokens"] != cfg.vocab_size:
+        problems.append(f"{summary['n_tokens']} tokens in the vocabulary, expected {cfg.vocab_size}")
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------- export + checks
+PROBE_PROMPT = [{"role": "user", "content": "What is the annual fee of the card?"}]
+
+
+def source_gguf_of(base_dir: Path) -> Path | None:
+    """The GGUF a cached base directory was converted from (models/convert.py records it), if still there."""
+    from verticalize.models.convert import SOURCE_FILE
+
+    info = base_dir / SOURCE_FILE
+    if not info.is_file():
+        return None
+    path = Path(json.loads(info.read_text(encoding="utf-8")).get("gguf", ""))
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
+def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype: str = "f16",
+                name: str | None = None, check_tokens: int = 8) -> dict[str, Any]:
+    """Merge ``adapter_dir`` (None: the bare base) into the base, write ``out_dir/model.gguf`` and validate it.
+
+    Validation: gguf.GGUFReader always (tensor count and shapes, metadata); llama-cpp-python when importable —
+    the prompt tokenised the same way, and greedy tokens compared with Transformers' on the merged model.
+    """
+    import torch
+
+    from verticalize.models import load_adapter, load_base, resolve_base
+
+    base_dir = resolve_base(model_cfg)
+    if adapter_dir is None:
+        model, tokenizer = load_base(model_cfg, dtype=torch.float32)
+    else:
+        model, tokenizer = load_adapter(model_cfg, adapter_dir, dtype=torch.float32)
+        if hasattr(model, "merge_and_unload"):
+            peft_type = str(getattr(model.peft_config[model.active_adapter], "peft_type", ""))
+            if "PREFIX" in peft_type or "PROMPT" in peft_type:
+                raise GGUFExportError(f"adapter {adapter_dir.name} is {peft_type.split('.')[-1]}: it has no weights "
+                                      "to merge, so it cannot be exported to GGUF; serve it with the embedded engine")
+            model = model.merge_and_unload()
+    model.eval()
+    source = source_gguf_of(base_dir)
+    out_path = out_dir / "model.gguf"
+    result = write_gguf(model, base_dir, out_path, outtype, source_gguf=source, name=name)
+    summary = read_gguf_summary(out_path)
+    problems = check_against_model(summary, model)
+    if problems:
+        raise GGUFExportError(f"{out_path} does not match the model: " + "; ".join(problems))
+    result.update(metadata_from=str(source) if source else str(base_dir / "tokenizer.json"),
+                  chat_template=summary["chat_template"], eos_token_id=summary["eos_token_id"],
+                  eos_token=tokenizer.convert_ids_to_tokens(int(summary["eos_token_id"]))
+                  if summary["eos_token_id"] is not None else None)
+    result["transformers_check"] = compare_with_transformers(out_path, model, tokenizer, outtype)
+    result["llama_cpp_check"] = compare_with_llamacpp(out_path, model, tokenizer, check_tokens)
+    return result
+
+
+# Largest relative logit difference accepted on read-back: a wrong tensor layout gives differences of order 1.
+_READBACK_TOLERANCE = {"f32": 1e-3, "f16": 2e-2, "q8_0": 1e-1}
+
+
+def compare_with_transformers(gguf_path: Path, model: Any, tokenizer: Any, outtype: str) -> dict[str, Any]:
+    """Load the GGUF back with Transformers' GGUF reader and compare logits with the merged model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    ids = tokenizer.apply_chat_template(PROBE_PROMPT, add_generation_prompt=True, tokenize=True, return_dict=False)
+    probe = torch.tensor([list(ids)])
+    reloaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                    dtype=torch.float32)
+    with torch.inference_mode():
+        expected = model(probe).logits.float()
+        got = reloaded(probe).logits.float()
+    rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-6))
+    same_top1 = bool((got[0, -1].argmax() == expected[0, -1].argmax()).item())
+    if rel > _READBACK_TOLERANCE[outtype]:
+        raise GGUFExportError(f"{gguf_path} read back by Transformers differs from the merged model "
+                              f"(relative logit difference {rel:.3g} > {_READBACK_TOLERANCE[outtype]})")
+    return {"relative_max_logit_diff": rel, "same_next_token": same_top1}
+
+
+def greedy_reference(model: Any, tokenizer: Any, n_tokens: int) -> tuple[list[int], list[int]]:
+    """(prompt ids, greedy continuation ids) from Transformers, the reference llama.cpp must reproduce."""
+    import torch
+
+    ids = list(tokenizer.apply_chat_template(PROBE_PROMPT, add_generation_prompt=True, tokenize=True,
+                                             return_dict=False))
+    with torch.inference_mode():
+        out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             max_new_tokens=n_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    return ids, out[0, len(ids):].tolist()
+
+
+def compare_with_llamacpp(gguf_path: Path, model: Any, tokenizer: Any, n_tokens: int = 8) -> dict[str, Any]:
+    """Load the GGUF with llama-cpp-python and compare tokenisation and greedy tokens with Transformers."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"skipped": "llama-cpp-python is not installed (optional extra: pip install 'verticalize[llamacpp]')"}
+    ids, expected = greedy_reference(model, tokenizer, n_tokens)
+    llm = Llama(model_path=str(gguf_path), n_ctx=max(256, len(ids) + n_tokens + 8), n_threads=None,
+                verbose=False, seed=0)
+    text = tokenizer.decode(ids)
+    llama_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+    got: list[int] = []
+    for token in llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, repeat_penalty=1.0, reset=True):
+        got.append(int(token))
+        if len(got) >= len(expected) or token == llm.token_eos():
+            break
+    matching = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+    return {"prompt_tokens": len(ids), "same_tokenization": list(llama_ids) == ids, "transformers": expected,
+            "llama_cpp": got, "matching_prefix": matching}
