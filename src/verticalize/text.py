@@ -5,10 +5,11 @@ Public API (small and stable; kb, data and evaluate use it):
                                            collapsed (paragraph breaks kept); CJK punctuation is kept as written
     is_cjk(ch) -> bool                     one character is a CJK ideograph, kana or hangul syllable
     detect_lang(text) -> "zh"|"en"|"mixed" by the share of CJK characters among CJK characters + Latin words
-    tokens_for_match(text) -> list[str]    CJK characters one token each, other scripts lowercase words (metrics,
-                                           grounding, overlap)
+    tokens_for_match(text) -> list[str]    CJK characters one token each, numbers (decimals whole), other scripts
+                                           lowercase words; letters and digits split (metrics, grounding, overlap)
     exact_key(text) -> str                 hash of the text ignoring case, whitespace and punctuation (exact dedup)
-    NearDuplicateIndex(threshold, num_perm) MinHash-LSH over character n-grams (works for Chinese); .add/.query
+    NearDuplicateIndex(threshold, num_perm) MinHash-LSH over character n-grams (works for Chinese);
+                                           .add (refuses a near duplicate) / .insert (always stores) / .query
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ __all__ = ["normalize", "is_cjk", "detect_lang", "tokens_for_match", "exact_key"
 _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\U00020000-\U0003134f"
 _CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
 _LATIN_WORD = re.compile(f"[^\\W\\d_{_CJK_RANGES}]+")
-# A token is one CJK character, a decimal number, or a run of other word characters (CJK excluded).
-_MATCH_TOKEN = re.compile(f"[{_CJK_RANGES}]|\\d+(?:\\.\\d+)+|[^\\W_{_CJK_RANGES}]+")
+# A token is one CJK character, a number (a decimal or dotted version whole: "4.8", "1.2.3"), or a run of other
+# letters. Letters and digits are split ("GDP4.8亿" -> gdp, 4.8, 亿) so a number reads the same glued to a word
+# or standing alone, as grounding and the number checks compare them.
+_MATCH_TOKEN = re.compile(f"[{_CJK_RANGES}]|\\d+(?:\\.\\d+)*|[^\\W\\d_{_CJK_RANGES}]+")
 
 # Full-width punctuation that carries Chinese sentence meaning (sentence/clause ends, brackets used in legal
 # citations) stays as written so chunking and rules can rely on it; other full-width ASCII becomes half-width.
@@ -90,7 +93,8 @@ def detect_lang(text: str, zh_share: float = 0.8, en_share: float = 0.2) -> str:
 def tokens_for_match(text: str) -> list[str]:
     """Tokens for overlap metrics: each CJK character alone, other scripts as lowercase words; punctuation dropped.
 
-    "LoRA 的秩 r=8" -> ["lora", "的", "秩", "r", "8"]. Decimal numbers stay one token ("3.5").
+    "LoRA 的秩 r=8" -> ["lora", "的", "秩", "r", "8"]. Numbers are tokens of their own, split from letters they
+    touch, and decimal numbers stay one token: "GDP4.8亿" -> ["gdp", "4.8", "亿"].
     """
     return _MATCH_TOKEN.findall(normalize(text).lower())
 
@@ -114,7 +118,11 @@ class NearDuplicateIndex:
         index = NearDuplicateIndex(threshold=0.85)
         index.add("a", text_a)       # -> None (added)
         index.add("b", text_b)       # -> "a" when text_b is a near duplicate of text_a (b is not added)
-        index.query(text)            # -> ids of stored near duplicates of text
+        index.insert("c", text_c)    # stored even when it is near a stored text (findable by later queries)
+        index.query(text)            # -> ids of stored near duplicates of text, most similar first
+
+    ``query`` and ``insert`` also take a MinHash from ``minhash(text)``, so a caller that queries and then stores
+    the same text hashes it once.
     """
 
     def __init__(self, threshold: float = 0.85, num_perm: int = 128, ngram: int = 5, seed: int = 1):
@@ -148,22 +156,31 @@ class NearDuplicateIndex:
         mh.update_batch(list(shingles))
         return mh
 
-    def _matches(self, mh: MinHash) -> list[str]:
+    def _as_minhash(self, text: str | MinHash) -> MinHash:
+        return text if isinstance(text, MinHash) else self.minhash(text)
+
+    def query(self, text: str | MinHash) -> list[str]:
+        """Ids of stored texts whose estimated Jaccard similarity with ``text`` is at least the threshold, most
+        similar first (ties by id)."""
+        mh = self._as_minhash(text)
         scored = [(mh.jaccard(self._hashes[k]), k) for k in self._lsh.query(mh)]
         return [k for s, k in sorted(scored, key=lambda x: (-x[0], x[1])) if s >= self.threshold]
 
-    def query(self, text: str) -> list[str]:
-        """Ids of stored texts whose estimated Jaccard similarity with ``text`` is at least the threshold."""
-        return self._matches(self.minhash(text))
+    def insert(self, key: str, text: str | MinHash) -> None:
+        """Store ``text`` under ``key`` whether or not a near duplicate is stored already."""
+        if key in self._hashes:
+            raise ValueError(f"key '{key}' is already in the near-duplicate index")
+        mh = self._as_minhash(text)
+        self._lsh.insert(key, mh)
+        self._hashes[key] = mh
 
-    def add(self, key: str, text: str) -> str | None:
+    def add(self, key: str, text: str | MinHash) -> str | None:
         """Store ``text`` under ``key`` unless a near duplicate exists; return that duplicate's id (most similar)."""
         if key in self._hashes:
             raise ValueError(f"key '{key}' is already in the near-duplicate index")
-        mh = self.minhash(text)
-        found = self._matches(mh)
+        mh = self._as_minhash(text)
+        found = self.query(mh)
         if found:
             return found[0]
-        self._lsh.insert(key, mh)
-        self._hashes[key] = mh
+        self.insert(key, mh)
         return None

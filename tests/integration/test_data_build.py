@@ -138,10 +138,13 @@ def test_seed_only_classification_writes_labels(tmp_path: Path):
     seed.write_text("\n".join(rows) + "\n", encoding="utf-8")
     cfg = _cfg(tmp_path, f"project.seed_data=[{seed}]", "data.labels=[billing,login]")
     manifest = build_dataset(cfg, run, progress=False)
-    assert manifest["task"] == "classification"
+    assert manifest["task"] == "classification" and manifest["stratified_by_label"] is True
     assert manifest["counts"]["filter_drops"] == {"unknown_label": 1}
     labels = json.loads((run.stage("data") / "labels.json").read_text(encoding="utf-8"))
     assert labels["labels"] == ["billing", "login"] and sum(labels["counts"].values()) == 20
+    by_split = labels["by_split"]   # stratified by label: both labels are learned and tested
+    assert all(by_split[s][label] >= 1 for s in ("train", "test") for label in ("billing", "login"))
+    assert {s: sum(by_split[s].values()) for s in by_split} == manifest["counts"]["splits"]
     assert manifest["distillation"] == {"skipped": "no chunks"}
 
 
@@ -237,12 +240,14 @@ class _SloppyGenerator:
     name = "sloppy"
 
     def generate(self, chunks):
-        from verticalize.data.generators import make_example
+        from verticalize.data.schema import make_example
 
         for chunk in chunks:
-            yield make_example("What does the bank answer within?", "within 15 working days", chunk, "sloppy:x")
-            yield make_example("Empty?", "", chunk, "sloppy:x")
-            bad = make_example("Kind?", "The bank shall answer", chunk, "sloppy:x")
+            yield make_example("What does the bank answer within?", "within 15 working days", kind="synthetic",
+                               generator="sloppy:x", chunk=chunk)
+            yield make_example("Empty?", "", kind="synthetic", generator="sloppy:x", chunk=chunk)
+            bad = make_example("Kind?", "The bank shall answer", kind="synthetic", generator="sloppy:x",
+                               chunk=chunk)
             bad["meta"]["kind"] = "invented"
             yield bad
 

@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse
 
 from verticalize.config import AugmentConfig, DataConfig, TeacherConfig
 from verticalize.data.augment import augment
-from verticalize.data.generators import make_example
 from verticalize.data.generators import make_generators
+from verticalize.data.schema import make_example
 from verticalize.data.teacher import TeacherClient, TeacherConfigError, TeacherError
 from verticalize.data.teacher_json import ReplyParseError
 
@@ -229,9 +229,9 @@ def test_teacher_endpoint_from_environment(chat_server, tmp_path: Path, monkeypa
 def test_back_translation_and_paraphrase_through_the_teacher(chat_server, tmp_path: Path) -> None:
     server, base_url = chat_server
     chunk = {"id": "d1:0000", "doc_id": "d1", "source": "cards.md"}
-    parents = [make_example("信用卡年费是多少？", "100元", chunk, "rules:amount"),
-               make_example("What must the borrower do?", "The borrower must repay on time.", chunk,
-                            "rules:obligation")]
+    parents = [make_example("信用卡年费是多少？", "100元", kind="synthetic", generator="rules:amount", chunk=chunk),
+               make_example("What must the borrower do?", "The borrower must repay on time.", kind="synthetic",
+                            generator="rules:obligation", chunk=chunk)]
     teacher = TeacherClient(base_url, "teacher-x", cache_dir=tmp_path, concurrency=2)
     cfg = AugmentConfig(list_reorder=False, back_translation=True, paraphrase=True, max_per_example=2)
     made, counts = augment(parents, cfg, teacher=teacher, seed=0)

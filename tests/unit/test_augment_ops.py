@@ -10,13 +10,14 @@ import pytest
 from verticalize.config import AugmentConfig
 from verticalize.data.augment import augment
 from verticalize.data.augment_glossary import GlossaryError, load_glossary
-from verticalize.data.generators import make_example
+from verticalize.data.schema import make_example
 
 CHUNK = {"id": "d1:0003", "doc_id": "d1", "source": "loans.md"}
 
 
 def _ex(question: str, answer: str, **kw) -> dict:
-    return make_example(question, answer, CHUNK, kw.pop("generator", "rules:obligation"), **kw)
+    kind, generator = kw.pop("kind", "synthetic"), kw.pop("generator", "rules:obligation")
+    return make_example(question, answer, kind=kind, generator=generator, chunk=CHUNK, **kw)
 
 
 def _glossary(tmp_path: Path, text: str, name: str = "glossary.csv") -> str:
@@ -104,8 +105,8 @@ def test_max_per_example_and_augmented_parents_are_not_augmented_again(tmp_path:
 
 def test_classification_examples_keep_their_label(tmp_path: Path) -> None:
     glossary = _glossary(tmp_path, "招商银行,星河银行\n")
-    parent = make_example("招商银行的卡被盗刷了", "fraud", CHUNK, "seed:csv", kind="seed", task="classification",
-                          label="fraud")
+    parent = make_example("招商银行的卡被盗刷了", "fraud", kind="seed", generator="seed:csv", chunk=CHUNK,
+                          task="classification", label="fraud")
     [child], _ = augment([parent], _cfg(entity_replacement=True, glossary=glossary))
     assert child["meta"]["question"] == "星河银行的卡被盗刷了"
     assert child["meta"]["answer"] == "fraud" and child["meta"]["label"] == "fraud"

@@ -130,3 +130,15 @@ def test_ids_are_stable_and_distinct(tmp_path: Path):
     again, _ = import_seed_files([path])
     assert [e["id"] for e in first] == [e["id"] for e in again]
     assert len({e["id"] for e in first}) == 3
+
+
+def test_utf16_without_bom_is_read_and_a_binary_file_is_reported(tmp_path: Path):
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_bytes((json.dumps(ROWS["qa"], ensure_ascii=False) + "\n").encode("utf-16-le"))  # no BOM
+    binary = tmp_path / "blob.jsonl"
+    binary.write_bytes(bytes(range(256)) * 8)
+    examples, report = import_seed_files([utf16, binary])
+    assert [(e["meta"]["question"], e["meta"]["answer"]) for e in examples] == [("贷款能否用于股票投资？", "不得。")]
+    assert report.files["utf16.jsonl"]["imported"] == 1
+    assert len(report.problems) == 1 and report.problems[0].startswith("blob.jsonl: unreadable file: not a text file")
+    assert report.files["blob.jsonl"]["rows"] == 0 and "error" in report.files["blob.jsonl"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,45 @@ def test_load_squad_and_our_jsonl_test_sets(tmp_path: Path):
 
     with pytest.raises(TestSetError, match="test set not found"):
         load_test_set(tmp_path / "missing.jsonl")
+
+
+def _labelled(counts: dict[str, int]) -> list[dict]:
+    return [make_example(f"{label} text {i}", label, kind="seed", generator="seed:classification",
+                         task="classification", source="labels.csv", id=f"{label}-{i}")
+            for label, n in counts.items() for i in range(n)]
+
+
+def _labels_in(rows: list[dict]) -> dict[str, int]:
+    return dict(Counter(ex["meta"]["label"] for ex in rows))
+
+
+def test_classification_splits_are_stratified_by_label():
+    counts = {"billing": 60, "fraud": 20, "lost_card": 10, "limit": 4, "rare": 2, "single": 1}
+    rows = _labelled(counts)
+    for seed in range(5):
+        result = split_examples(rows, (0.8, 0.1, 0.1), seed=seed, stratify_by_label=True)
+        train, val, test = (_labels_in(result.splits[s]) for s in ("train", "validation", "test"))
+        assert sum(result.counts().values()) == len(rows) and len(set(_split_of(result))) == len(rows)
+        for label, n in counts.items():
+            assert train.get(label, 0) >= 1                        # every label is learned
+            assert test.get(label, 0) == (0 if n == 1 else max(1, round(0.1 * n)))  # and tested where it can be
+        assert test["billing"] == 6 and 5 <= val.get("billing", 0) <= 7
+        assert 8 <= sum(val.values()) <= 12                        # ~10 % of what the test split left
+        assert result.test_source == "seed-first"
+    again = split_examples(list(reversed(rows)), (0.8, 0.1, 0.1), seed=4, stratify_by_label=True)
+    assert _split_of(again) == _split_of(result)                   # depends on data and seed, not row order
+
+
+def test_stratified_split_keeps_groups_whole_and_honours_a_user_test_file():
+    rows = _labelled({"a": 30, "b": 9})
+    variants = [make_example(p["meta"]["question"] + "!", p["meta"]["answer"], kind="augmented",
+                             generator="augment:synonym_swap", task="classification", parent_id=p["id"])
+                for p in rows[:30:3]]
+    result = split_examples(rows + variants, (0.8, 0.1, 0.1), seed=1, stratify_by_label=True)
+    where = _split_of(result)
+    assert all(where[v["id"]] == where[v["meta"]["parent_id"]] for v in variants)
+    assert set(_labels_in(result.splits["test"])) == {"a", "b"}
+    user = _labelled({"b": 3})
+    result = split_examples(rows, (0.8, 0.1, 0.1), seed=1, test_examples=user, stratify_by_label=True)
+    assert result.splits["test"] == user and result.test_source == "user"
+    assert set(_labels_in(result.splits["train"])) == {"a", "b"} and sum(result.counts().values()) == 42

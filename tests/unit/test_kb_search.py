@@ -119,6 +119,9 @@ def test_missing_or_unusable_input_gives_clear_errors(tmp_path: Path):
     with pytest.raises(KBError, match=r"no usable chunks .*1 refused: line 1: not valid JSON"):
         build_kb(bad, tmp_path / "kb", KBConfig())
     assert not (tmp_path / "kb").exists()
+    with pytest.raises(KBError, match="none of the 1 chunks has an indexable word"):
+        build_kb(write_chunks(tmp_path / "stop.jsonl", [{"id": "s:0000", "text": "的了是。。。"}]), tmp_path / "kb",
+                 KBConfig())
     with pytest.raises(KBError, match="unknown kb.backend 'elastic'; registered backends: local"):
         build_kb(write_chunks(tmp_path / "ok.jsonl", chunk_rows()), tmp_path / "kb", KBConfig(backend="elastic"))
     with pytest.raises(KBNotFoundError, match="kb build"):

@@ -39,6 +39,14 @@ def test_tokens_for_match_cjk_chars_and_lowercase_words():
     assert tokens_for_match("") == []
 
 
+def test_tokens_for_match_splits_letters_from_digits_and_keeps_decimals_whole():
+    assert tokens_for_match("GDP4.8亿") == ["gdp", "4.8", "亿"]
+    assert tokens_for_match("GDP 4.8 亿") == tokens_for_match("GDP4.8亿")  # glued or spaced: the same tokens
+    assert tokens_for_match("gpt4o v1.2.3 x86_64") == ["gpt", "4", "o", "v", "1.2.3", "x", "86", "64"]
+    assert tokens_for_match("１，０００元，Ｑ３。") == ["1", "000", "元", "q", "3"]  # full width; no decimal point
+    assert exact_key("GDP4.8亿") == exact_key("gdp 4.8 亿")
+
+
 def test_exact_key_ignores_case_space_punctuation_and_width():
     assert exact_key("Hello, World!") == exact_key("hello world")
     assert exact_key("第一条　借款人应当还款。") == exact_key("第一条 借款人应当还款")
@@ -59,3 +67,20 @@ def test_near_duplicate_index_chinese_and_english():
     assert index.query(zh + "。") == ["zh"]
     with pytest.raises(ValueError, match="already"):
         index.add("zh", "x")
+
+
+def test_near_duplicate_index_insert_stores_near_duplicates_and_accepts_a_minhash():
+    index = NearDuplicateIndex(threshold=0.8)
+    text = "借款人应当在合同约定的期限内按时足额偿还贷款本金和利息，逾期未还的，贷款人有权收取罚息。"
+    near = text.replace("罚息", "违约金")
+    assert index.add("a", text) is None
+    index.insert("b", near)                          # add() would refuse it: insert() stores it anyway
+    assert len(index) == 2 and "b" in index
+    assert index.query(near) == ["b", "a"]           # most similar first
+    mh = index.minhash(text)                         # hash once, query and store with it
+    assert index.query(mh) == index.query(text) == ["a", "b"]
+    index.insert("c", mh)
+    assert index.query(text)[:2] == ["a", "c"] and len(index) == 3
+    assert index.add("d", mh) == "a"                 # add() still refuses a near duplicate
+    with pytest.raises(ValueError, match="already"):
+        index.insert("a", "x")

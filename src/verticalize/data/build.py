@@ -5,7 +5,8 @@ Order of work, and why:
    ones (counted by reason). Skipped when there is no corpus (seed-only) or the task is classification.
 2. import seed data (bad rows reported with file:line) and put it first, so human rows win dedup.
 3. dedup (exact question / near question+answer), then split by source-document group: test from seed first,
-   or the user's test file (project.test_set) instead.
+   or the user's test file (project.test_set) instead; a classification dataset is split label by label
+   (stratified) so every label reaches training and test where its count allows.
 4. augment the training split only. Done after splitting so a variant can never land in another split than its
    parent, validation/test stay the un-augmented distribution they are meant to measure, and the teacher is not
    paid for variants that would be thrown away. New variants are deduplicated against training.
@@ -189,7 +190,8 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         pool, dedup_counts = dedup_examples(seed + synthetic, cfg.data.dedup_threshold,
                                             advance=_step(bar, "dedup", len(seed) + len(synthetic)))
         result = split_examples(pool, tuple(cfg.data.split), cfg.project.seed, test_examples=test_examples,
-                                seed_test_max_share=cfg.data.test_seed_max_share)
+                                seed_test_max_share=cfg.data.test_seed_max_share,
+                                stratify_by_label=task == "classification")
         splits = result.splits
         splits["train"], augment_report = _augment_train(splits["train"], cfg, bar)
         decontamination = decontaminate(splits, cfg.data.decontaminate_threshold, advance=_step(
@@ -210,7 +212,8 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         out_dir, "data", inputs=_inputs(cfg, run),
         config={"data": cfg.data.model_dump(mode="json"), "seed": cfg.project.seed}, counts=counts,
         extra={"task": task, "labels": labels, "system_prompt": cfg.project.system_prompt,
-               "test_source": result.test_source, "doc_overlap": overlap_report(splits),
+               "test_source": result.test_source, "stratified_by_label": task == "classification",
+               "doc_overlap": overlap_report(splits),
                "distillation": distil_report, "seed_import": seed_report.to_dict(),
                "test_set_import": test_report.to_dict() if test_report else None,
                "decontaminated_examples": decontamination["examples"]})
@@ -238,15 +241,18 @@ def _composition(splits: dict[str, list[dict]]) -> dict[str, Any]:
 
 
 def _write_labels(out_dir: Path, splits: dict[str, list[dict]], configured: list[str]) -> list[str]:
-    """labels.json when there is classification data: {"labels": [...], "counts": {label: n}}."""
-    counts = Counter(e["meta"].get("label") for s in SPLITS for e in splits[s]
-                     if e["meta"].get("task") == "classification")
+    """labels.json when there is classification data:
+    {"labels": [...], "counts": {label: n}, "by_split": {split: {label: n}}}."""
+    by_split = {s: Counter(e["meta"].get("label") for e in splits[s] if e["meta"].get("task") == "classification")
+                for s in SPLITS}
+    counts = sum(by_split.values(), Counter())
     path = out_dir / "labels.json"
     if not counts:
         path.unlink(missing_ok=True)
         return []
     labels = list(configured) or sorted(str(k) for k in counts)
-    write_json(path, {"labels": labels, "counts": {k: counts.get(k, 0) for k in labels}})
+    write_json(path, {"labels": labels, "counts": {k: counts.get(k, 0) for k in labels},
+                      "by_split": {s: {k: by_split[s].get(k, 0) for k in labels} for s in SPLITS}})
     return labels
 
 

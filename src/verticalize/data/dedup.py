@@ -19,6 +19,8 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
+from datasketch import MinHash
+
 from verticalize.data.schema import answer_of, question_of
 from verticalize.text import NearDuplicateIndex, exact_key
 
@@ -38,30 +40,28 @@ def _task_prefix(example: dict[str, Any]) -> str:
     return str((example.get("meta") or {}).get("task") or "qa")
 
 
-class _NumberedIndex(NearDuplicateIndex):
-    """The project's near-duplicate index, where a match must also mention the same numbers and every kept text
-    is stored: ``NearDuplicateIndex.add`` refuses a text near an existing one, but here a kept example (another
-    number, or an augmented variant of its family) must still be findable by later examples.
+class _NumberedIndex:
+    """A near-duplicate index where a match must also mention the same numbers, and every kept text is stored
+    (``NearDuplicateIndex.insert``): a kept example (another number, or an augmented variant of its family)
+    must still be findable by later examples. A signature is hashed once and used to query, then to insert.
     """
 
     def __init__(self, threshold: float):
-        super().__init__(threshold=threshold)
+        self._near = NearDuplicateIndex(threshold=threshold)
         self._numbers: dict[str, frozenset[str]] = {}
 
-    def signature(self, text: str) -> tuple[Any, frozenset[str]]:
-        return self.minhash(text), _numbers(text)
+    def signature(self, text: str) -> tuple[MinHash, frozenset[str]]:
+        return self._near.minhash(text), _numbers(text)
 
-    def matching(self, sig: tuple[Any, frozenset[str]]) -> list[str]:
+    def matching(self, sig: tuple[MinHash, frozenset[str]]) -> list[str]:
         mh, numbers = sig
-        return [k for k in self._matches(mh) if self._numbers[k] == numbers]
+        return [k for k in self._near.query(mh) if self._numbers[k] == numbers]
 
-    def insert(self, key: str, sig: tuple[Any, frozenset[str]]) -> None:
-        if key in self._hashes:
+    def insert(self, key: str, sig: tuple[MinHash, frozenset[str]]) -> None:
+        if key in self._near:
             return
-        self._lsh.insert(key, sig[0])
-        self._hashes[key] = sig[0]
+        self._near.insert(key, sig[0])
         self._numbers[key] = sig[1]
-
 
 
 def dedup_examples(examples: list[dict[str, Any]], near_threshold: float = 0.85, *,

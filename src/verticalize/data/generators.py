@@ -2,18 +2,17 @@
 
 Two generators share one interface: ``rules`` (offline, deterministic; see ``rules.py``) and ``llm`` (any
 OpenAI-compatible teacher; see ``teacher_generator.py``). ``make_generators`` builds the ones ``data.generator`` names.
-Every example a generator yields has ``meta.kind == "synthetic"``, its chunk id(s), doc id and source, and an id
-that is a stable hash of (chunk id, generator, question) so reruns and reorderings keep ids.
+Every example a generator yields is built by ``schema.make_example(..., kind="synthetic", chunk=chunk)``: it has
+its chunk id, doc id and source, and an id that is a stable hash of them and the pair, so reruns and reorderings
+keep ids.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Iterator, Protocol, runtime_checkable
 
 from verticalize.config import DataConfig
-from verticalize.data import schema
 
 
 @runtime_checkable
@@ -29,23 +28,6 @@ class Generator(Protocol):
     def generate(self, chunks: list[dict]) -> Iterator[dict]: ...
 
     def report(self) -> dict: ...
-
-
-def stable_id(*parts: str, prefix: str = "syn") -> str:
-    """A short id that depends only on ``parts`` (chunk id, generator, question ...)."""
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
-    return f"{prefix}-{digest}"
-
-
-def make_example(question: str, answer: str, chunk: dict, generator: str, *, kind: str = "synthetic",
-                 task: str = "qa", parent_id: str | None = None, label: str | None = None,
-                 example_id: str | None = None) -> dict[str, Any]:
-    """One example in the dataset contract schema, with provenance (source, doc id, chunk id) from ``chunk``."""
-    chunk_id = chunk.get("id") or ""
-    return schema.make_example(question, answer, kind=kind, generator=generator, task=task,
-                               source=chunk.get("source"), doc_id=chunk.get("doc_id"),
-                               chunk_ids=[chunk_id] if chunk_id else [], parent_id=parent_id, label=label,
-                               id=example_id or stable_id(chunk_id, generator, question))
 
 
 def make_generators(data_cfg: DataConfig, *, cache_dir: Path | None = None) -> list[Generator]:

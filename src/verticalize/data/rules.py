@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Iterator
 
 from verticalize.data import rules_en, rules_zh
-from verticalize.data.generators import make_example, stable_id
+from verticalize.data.schema import make_example
 from verticalize.data.rules_base import LIST_MARKER, SENTENCE_END, Candidate, ListBlock, marker_family
 from verticalize.text import is_cjk, normalize
 
@@ -54,9 +54,7 @@ class RulesGenerator:
                 self.counts["chunks_without_pairs"] += 1
             for c in pairs:
                 self.counts[f"rule:{c.rule}"] += 1
-                generator = f"rules:{c.rule}"
-                yield make_example(c.question, c.answer, chunk, generator,
-                                   example_id=stable_id(chunk.get("id", ""), generator, c.question))
+                yield make_example(c.question, c.answer, kind="synthetic", generator=f"rules:{c.rule}", chunk=chunk)
 
     def report(self) -> dict:
         return {"counts": dict(sorted(self.counts.items()))}

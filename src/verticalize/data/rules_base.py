@@ -64,6 +64,13 @@ def strip_end(text: str) -> str:
     return text.strip().rstrip(SENTENCE_END + "，,：: ").strip()
 
 
+def without_article(body: str, heading: re.Pattern[str]) -> str:
+    """A sentence without its leading article marker ("第十二条 ", "Article 12."), matched by ``heading`` (a
+    language's ARTICLE_HEADING with a ``body`` group): the article rule asks about the marker itself."""
+    m = heading.match(body)
+    return m.group("body") if m else body
+
+
 def choose_spans(spans: list[ValueSpan]) -> list[ValueSpan]:
     """Non-overlapping spans, earlier and longer first (a date wins over the year inside it)."""
     chosen: list[ValueSpan] = []

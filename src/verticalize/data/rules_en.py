@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from verticalize.data.rules_base import Candidate, ValueSpan, find_spans, strip_end
+from verticalize.data.rules_base import Candidate, ValueSpan, find_spans, strip_end, without_article
 
 _MONTH = (r"(?:January|February|March|April|May|June|July|August|September|October|November|December|"
           r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?")
@@ -160,5 +160,4 @@ def _cap(text: str) -> str:
 
 
 def _without_article(body: str) -> str:
-    m = ARTICLE_HEADING.match(body)
-    return m.group("body") if m else body
+    return without_article(body, ARTICLE_HEADING)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from verticalize.data.rules_base import CN_NUM, Candidate, ValueSpan, find_spans, strip_end
+from verticalize.data.rules_base import CN_NUM, Candidate, ValueSpan, find_spans, strip_end, without_article
 
 # A number never starts inside another one ("8,000": not "000"; "4.35": not "35").
 _N = rf"(?:(?<![\d.,])\d+(?:,\d{{3}})*(?:\.\d+)?|[{CN_NUM}]+)"
@@ -145,6 +145,4 @@ def cloze_question(masked: str) -> str:
 
 
 def _without_article(body: str) -> str:
-    """A sentence without its leading "第十二条 " marker (asked about by the article rule instead)."""
-    m = ARTICLE_HEADING.match(body)
-    return m.group("body") if m else body
+    return without_article(body, ARTICLE_HEADING)

@@ -22,14 +22,23 @@ def stable_id(prefix: str, *parts: Any) -> str:
 
 
 def make_example(question: str, answer: str, *, kind: str, generator: str, task: str = "qa",
-                 source: str | None = None, doc_id: str | None = None, chunk_ids: Iterable[str] = (),
-                 parent_id: str | None = None, label: str | None = None, id: str | None = None,
-                 messages: list[dict[str, str]] | None = None, **extra_meta: Any) -> dict[str, Any]:
-    """Build a contract-conforming example. ``messages`` defaults to one user/assistant turn."""
+                 chunk: dict[str, Any] | None = None, source: str | None = None, doc_id: str | None = None,
+                 chunk_ids: Iterable[str] = (), parent_id: str | None = None, label: str | None = None,
+                 id: str | None = None, messages: list[dict[str, str]] | None = None,
+                 **extra_meta: Any) -> dict[str, Any]:
+    """Build a contract-conforming example. ``messages`` defaults to one user/assistant turn.
+
+    ``chunk`` (a row of ``chunks.jsonl`` the pair was made from) gives the provenance: its source, doc id and id
+    replace ``source``, ``doc_id`` and ``chunk_ids``. Without ``id``, the id is a hash of the provenance,
+    generator, question and answer, so a rebuild from the same input gives the same ids in any order.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    if chunk is not None:
+        source, doc_id = chunk.get("source"), chunk.get("doc_id")
+        chunk_ids = [chunk["id"]] if chunk.get("id") else []
     chunk_ids = list(chunk_ids)
     meta: dict[str, Any] = {"kind": kind, "task": task, "source": source, "doc_id": doc_id,
                             "chunk_ids": chunk_ids, "generator": generator, "parent_id": parent_id,
@@ -46,19 +55,20 @@ def make_example(question: str, answer: str, *, kind: str, generator: str, task:
 
 def question_of(example: dict[str, Any]) -> str:
     """The (last) user question of an example, from meta or, failing that, from its messages."""
-    meta = example.get("meta") or {}
-    if isinstance(meta.get("question"), str):
-        return meta["question"]
-    users = [m.get("content", "") for m in example.get("messages", []) if m.get("role") == "user"]
-    return users[-1] if users else ""
+    return _last_turn(example, "question", "user")
 
 
 def answer_of(example: dict[str, Any]) -> str:
+    """The (last) assistant answer of an example, from meta or, failing that, from its messages."""
+    return _last_turn(example, "answer", "assistant")
+
+
+def _last_turn(example: dict[str, Any], meta_key: str, role: str) -> str:
     meta = example.get("meta") or {}
-    if isinstance(meta.get("answer"), str):
-        return meta["answer"]
-    bots = [m.get("content", "") for m in example.get("messages", []) if m.get("role") == "assistant"]
-    return bots[-1] if bots else ""
+    if isinstance(meta.get(meta_key), str):
+        return meta[meta_key]
+    turns = [m.get("content", "") for m in example.get("messages", []) if m.get("role") == role]
+    return turns[-1] if turns else ""
 
 
 def kind_of(example: dict[str, Any]) -> str:

@@ -57,6 +57,23 @@ class ImportReport:
     def skipped(self) -> int:
         return sum(f["skipped"] for f in self.files.values())
 
+    def start_file(self, name: str, path: Path) -> dict[str, Any]:
+        """The counts of file ``name`` (created on first use)."""
+        return self.files.setdefault(name, {"path": str(path), "rows": 0, "imported": 0, "skipped": 0})
+
+    def accept(self, name: str, form: str, system_turns_dropped: int = 0) -> None:
+        self.files[name]["rows"] += 1
+        self.files[name]["imported"] += 1
+        self.forms[form] += 1
+        self.system_turns_dropped += system_turns_dropped
+
+    def refuse(self, name: str, where: str, reason: object) -> None:
+        """Count a refused row and report it as ``file:line: reason`` (other places, e.g. "item 3", as given)."""
+        self.files[name]["rows"] += 1
+        self.files[name]["skipped"] += 1
+        loc = where.split()[-1] if where.startswith("line ") else where
+        self.problems.append(f"{name}:{loc}: {reason}")
+
     def to_dict(self, max_problems: int = 200) -> dict[str, Any]:
         return {"files": self.files, "forms": dict(self.forms), "imported": self.imported, "skipped": self.skipped,
                 "system_turns_dropped": self.system_turns_dropped, "problems": self.problems[:max_problems],
@@ -82,20 +99,13 @@ def seed_files(paths: list[str | Path]) -> list[Path]:
 
 
 def read_text(path: Path) -> str:
-    """Decode a user file: UTF-8 (with or without BOM), UTF-16 with BOM, else the detected encoding (GBK, Big5…)."""
-    raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
+    """Decode a user file with the ingest stage's detection: BOMs, UTF-8, BOM-less UTF-16, GB18030/GBK, Big5…"""
+    from verticalize.ingest import BinaryContentError, decode_bytes
 
-    best = from_bytes(raw).best()
-    if best is None:
-        raise RowError("cannot detect the text encoding (binary file?)")
-    return str(best)
+    try:
+        return decode_bytes(path.read_bytes())[0]
+    except BinaryContentError as e:
+        raise RowError(f"not a text file: {e}") from None
 
 
 def iter_rows(path: Path) -> Iterator[tuple[str, Any]]:
@@ -262,7 +272,7 @@ def import_seed_files(paths: list[str | Path]) -> tuple[list[dict[str, Any]], Im
     examples: list[dict[str, Any]] = []
     for path in seed_files(paths):
         name = path.name
-        stats = report.files.setdefault(name, {"path": str(path), "rows": 0, "imported": 0, "skipped": 0})
+        stats = report.start_file(name, path)
         try:
             rows = list(iter_rows(path))
         except (RowError, OSError) as e:
@@ -270,16 +280,11 @@ def import_seed_files(paths: list[str | Path]) -> tuple[list[dict[str, Any]], Im
             stats["error"] = str(e)
             continue
         for where, row in rows:
-            stats["rows"] += 1
             try:
                 example, form, dropped = example_from_row(row, source=name, where=where)
             except RowError as e:
-                stats["skipped"] += 1
-                loc = where.split()[-1] if where.startswith("line") else where
-                report.problems.append(f"{name}:{loc}: {e}")
+                report.refuse(name, where, e)
                 continue
-            stats["imported"] += 1
-            report.forms[form] += 1
-            report.system_turns_dropped += dropped
+            report.accept(name, form, dropped)
             examples.append(example)
     return examples, report

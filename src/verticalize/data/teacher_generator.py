@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from typing import Any, Iterator
 
-from verticalize.data.generators import make_example
+from verticalize.data.schema import make_example
 from verticalize.data.teacher import TeacherClient, TeacherError
 from verticalize.data.teacher_json import ReplyParseError
 
@@ -82,7 +82,7 @@ class LLMGenerator:
                 self._problem(chunk, f"answer: {e}")
                 continue
             self._count("answers")
-            examples.append(make_example(question, answer, chunk, "llm"))
+            examples.append(make_example(question, answer, kind="synthetic", generator="llm", chunk=chunk))
         return examples
 
     def _questions(self, chunk: dict, text: str) -> list[str]:

@@ -36,21 +36,38 @@ def strip_reasoning(text: str) -> str:
     return text.strip()
 
 
+class _StringLiterals:
+    """Follows string literals (either quote style, backslash escapes) through text read one character at a time,
+    so brackets and words inside a string are not taken for JSON structure."""
+
+    def __init__(self) -> None:
+        self.quote, self.escaped = "", False
+
+    def inside(self, ch: str) -> bool:
+        """True when ``ch`` belongs to an open string literal (its closing quote included)."""
+        if not self.quote:
+            return False
+        if self.escaped:
+            self.escaped = False
+        elif ch == "\\":
+            self.escaped = True
+        elif ch == self.quote:
+            self.quote = ""
+        return True
+
+    def open(self, quote: str) -> None:
+        self.quote = quote
+
+
 def _balanced_spans(text: str) -> list[str]:
     """Every top-level ``{…}``/``[…]`` span, scanning brackets outside string literals (either quote style)."""
     spans: list[str] = []
-    depth, start, quote, escaped = 0, -1, "", False
+    depth, start, strings = 0, -1, _StringLiterals()
     for i, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
+        if strings.inside(ch):
             continue
-        if ch in "\"'" and depth > 0:
-            quote = ch
+        if ch in "\"'" and depth > 0:  # quotes in chatter around the JSON ("Here's …") open nothing
+            strings.open(ch)
         elif ch in "{[":
             if depth == 0:
                 start = i
@@ -64,7 +81,7 @@ def _balanced_spans(text: str) -> list[str]:
 
 def _python_literal(candidate: str) -> Any:
     """Read JSON-ish text as a Python literal: bare true/false/null outside strings become True/False/None."""
-    out, quote, escaped, word = [], "", False, []
+    out, word, strings = [], [], _StringLiterals()
 
     def flush() -> None:
         token = "".join(word)
@@ -72,21 +89,15 @@ def _python_literal(candidate: str) -> Any:
         word.clear()
 
     for ch in candidate:
-        if quote:
+        if strings.inside(ch):
             out.append(ch)
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
             continue
         if ch.isalpha():
             word.append(ch)
             continue
         flush()
         if ch in "\"'":
-            quote = ch
+            strings.open(ch)
         out.append(ch)
     flush()
     return ast.literal_eval("".join(out))

@@ -29,7 +29,6 @@ def is_squad(obj: Any) -> bool:
 
 def squad_examples(obj: dict[str, Any], source: str, report: ImportReport) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    stats = report.files[source]
     for d_i, doc in enumerate(obj["data"]):
         title = str(doc.get("title") or "") if isinstance(doc, dict) else ""
         for p_i, para in enumerate(doc.get("paragraphs", []) if isinstance(doc, dict) else []):
@@ -37,17 +36,14 @@ def squad_examples(obj: dict[str, Any], source: str, report: ImportReport) -> li
             # Questions on the same passage share a doc id, like siblings generated from one document.
             doc_id = stable_id("squad", source, title, para.get("id", p_i) if isinstance(para, dict) else p_i)
             for q_i, qa in enumerate(para.get("qas", []) if isinstance(para, dict) else []):
-                stats["rows"] += 1
                 where = f"data[{d_i}].paragraphs[{p_i}].qas[{q_i}]"
                 answers = [a.get("text", "").strip() for a in qa.get("answers", []) if isinstance(a, dict)]
                 answers = list(dict.fromkeys(a for a in answers if a))
                 question = str(qa.get("question", "")).strip()
                 if not question or not answers:
-                    stats["skipped"] += 1
-                    report.problems.append(f"{source}:{where}: {'no question' if not question else 'no answer'}")
+                    report.refuse(source, where, "no question" if not question else "no answer")
                     continue
-                stats["imported"] += 1
-                report.forms["squad"] += 1
+                report.accept(source, "squad")
                 out.append(make_example(question, answers[0], kind="seed", generator="seed:squad", source=source,
                                         doc_id=doc_id, id=str(qa.get("id") or stable_id("squad", where)),
                                         answers=answers, context_chars=len(context)))
@@ -60,7 +56,7 @@ def load_test_set(path: str | Path) -> tuple[list[dict[str, Any]], ImportReport]
     if not p.is_file():
         raise TestSetError(f"test set not found: {p} (check project.test_set)")
     report = ImportReport()
-    report.files[p.name] = {"path": str(p), "rows": 0, "imported": 0, "skipped": 0}
+    report.start_file(p.name, p)
     if p.suffix.lower() == ".json":
         try:
             obj = json.loads(read_text(p))
@@ -70,18 +66,14 @@ def load_test_set(path: str | Path) -> tuple[list[dict[str, Any]], ImportReport]
             examples = squad_examples(obj, p.name, report)
             return _checked(examples, p), report
     examples = []
-    stats = report.files[p.name]
     for where, row in iter_rows(p):
-        stats["rows"] += 1
         own = isinstance(row, dict) and isinstance(row.get("meta"), dict) and problem_with(row) is None
         try:
-            example, form, _ = (row, "dataset", 0) if own else example_from_row(row, source=p.name, where=where)
+            example, form, dropped = (row, "dataset", 0) if own else example_from_row(row, source=p.name, where=where)
         except RowError as e:
-            stats["skipped"] += 1
-            report.problems.append(f"{p.name}:{where.split()[-1]}: {e}")
+            report.refuse(p.name, where, e)
             continue
-        stats["imported"] += 1
-        report.forms[form] += 1
+        report.accept(p.name, form, dropped)
         examples.append(example)
     return _checked(examples, p), report
 

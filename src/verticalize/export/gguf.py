@@ -250,11 +250,11 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
         model, tokenizer = load_base(model_cfg, dtype=torch.float32)
     else:
         model, tokenizer = load_adapter(model_cfg, adapter_dir, dtype=torch.float32)
-        if hasattr(model, "merge_and_unload"):
-            peft_type = str(getattr(model.peft_config[model.active_adapter], "peft_type", ""))
-            if "PREFIX" in peft_type or "PROMPT" in peft_type:
-                raise GGUFExportError(f"adapter {adapter_dir.name} is {peft_type.split('.')[-1]}: it has no weights "
-                                      "to merge, so it cannot be exported to GGUF; serve it with the embedded engine")
+        if hasattr(model, "peft_config"):
+            peft_type = str(getattr(model.peft_config[model.active_adapter], "peft_type", "")).split(".")[-1]
+            if peft_type in ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING") or not hasattr(model, "merge_and_unload"):
+                raise GGUFExportError(f"adapter {adapter_dir.name} is {peft_type}: it has no weights to merge, so "
+                                      "it cannot be exported to GGUF; serve it with the embedded engine")
             model = model.merge_and_unload()
     model.eval()
     source = source_gguf_of(base_dir)

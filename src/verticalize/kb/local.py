@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from verticalize.config import KBConfig
-from verticalize.kb.base import Backend, Hit, register_backend
+from verticalize.kb.base import Backend, Hit, KBError, register_backend
 from verticalize.kb.dense import DenseIndex
 from verticalize.kb.fusion import rrf_fuse
 from verticalize.kb.store import ChunkStore
@@ -52,17 +52,21 @@ class LocalBackend(Backend):
         if analyzed is None:
             analyzed = analyze_many([c["text"] for c in chunks], self.cfg.index_workers)
         title_terms: dict[str, list[str]] = {}  # headings repeat across a document's chunks: segment each once
-        corpus_tokens = []
+        vocab: dict[str, int] = {}
+        corpus_ids = []  # terms mapped to ids here, in one pass (bm25s would take two over the whole corpus)
         for chunk, (tokens, _) in zip(chunks, analyzed):
             title = chunk.get("title") or ""
             if title not in title_terms:
                 title_terms[title] = search_terms(analyze(title)[0]) if title else []
-            corpus_tokens.append(title_terms[title] + search_terms(tokens))
-        self.bm25 = bm25s.BM25(k1=self.cfg.bm25_k1, b=self.cfg.bm25_b)
-        self.bm25.index(corpus_tokens, show_progress=False)
+            corpus_ids.append([vocab.setdefault(t, len(vocab)) for t in title_terms[title] + search_terms(tokens)])
+        if not vocab:
+            raise KBError(f"none of the {len(chunks)} chunks has an indexable word (only stopwords, punctuation "
+                          "or symbols); check the ingest output")
+        self.bm25 = bm25s.BM25(k1=self.cfg.bm25_k1, b=self.cfg.bm25_b, csc_backend="auto")
+        self.bm25.index((corpus_ids, vocab), show_progress=False)
         self._built_chunks = list(chunks)
         self.store = None
-        details: dict[str, Any] = {"index_tokens": sum(map(len, corpus_tokens)),
+        details: dict[str, Any] = {"index_tokens": sum(map(len, corpus_ids)),
                                    "vocabulary": len(self.bm25.vocab_dict) - 1,  # minus bm25s's empty token
                                    "dense": False}
         if self.cfg.embedding_model:

@@ -134,7 +134,7 @@ def build_setting(cfg: Config, arch: Arch, device: DeviceProfile, notes: list[st
                       gradient_checkpointing=cfg.train.gradient_checkpointing, lora_r=cfg.train.lora.r,
                       lora_targets=_lora_targets(cfg, arch), lora_dropout=cfg.train.lora.dropout,
                       virtual_tokens=cfg.train.prefix.num_virtual_tokens, num_devices=cfg.plan.num_devices,
-                      zero_stage=cfg.plan.zero_stage)
+                      zero_stage=cfg.plan.zero_stage, dropout_mask_bytes=1 if device.kind == "gpu" else 4)
     return replace(setting, **overrides) if overrides else setting
 
 

@@ -22,7 +22,10 @@ GQA), every term is a tensor autograd keeps for the backward pass:
   SwiGLU MLP            3·t·i·e  (gate output for SiLU, SiLU output and up output for the product)
   linear-layer inputs   kept only when that layer's weight trains: t·h·e for q/k/v (shared), o, gate/up
                         (shared), t·i·e for down. A frozen layer's backward needs only its weight, not its input.
-  LoRA per adapted layer with input width d: its fp32 input (t·d·4) and, with dropout, the mask (t·d·1).
+  LoRA per adapted layer with input width d: its fp32 input (t·d·4) and, with dropout, the mask (t·d·1 on
+                        CUDA; t·d·4 on CPU, whose dropout keeps a mask of the input's dtype).
+  prefix tuning         keys/values grow by the virtual tokens, and the explicit b·s·(s+p) attention mask
+                        Transformers builds once a prefix cache exists is kept by every layer's kernel.
 There is no dropout in Llama-style layers, and the SwiGLU MLP has three intermediate tensors instead of GeLU's two.
 Logits: t·V·(e + 12) at the start of the backward pass: the logits (e), the fp32 log-softmax output kept by the
 loss (4), and the two fp32 gradients being formed (8).
@@ -57,6 +60,7 @@ class Setting:
     num_devices: int = 1
     zero_stage: int = 0
     attention: str = "flash"         # flash (fused SDPA/flash kernels) or eager
+    dropout_mask_bytes: int = 1      # CUDA keeps a bool mask; the CPU kernel keeps a mask of the input's dtype
 
     @property
     def act_bytes(self) -> int:
@@ -159,6 +163,8 @@ def layer_activation_bytes(arch: Arch, s: Setting, seq_len: int | None = None) -
         total += 2 * kv_tokens * (h - kv) * e                        # k, v repeated to every query head
     else:
         total += t * h * e + 4 * s.micro_batch * a * s_len           # fused kernel: output + log-sum-exp
+    if s.method == "prefix":
+        total += s.micro_batch * s_len * (s_len + s.virtual_tokens) * e   # explicit attention mask
     total += 3 * t * i * e                                           # SwiGLU intermediates
     if full:
         total += t * h * e * 3 + t * i * e                           # inputs of q/k/v, o, gate/up, down
@@ -168,7 +174,7 @@ def layer_activation_bytes(arch: Arch, s: Setting, seq_len: int | None = None) -
             if m not in shapes:
                 continue
             d_in = shapes[m][0]
-            per = 4 + (1 if s.lora_dropout > 0 else 0)
+            per = 4 + (s.dropout_mask_bytes if s.lora_dropout > 0 else 0)
             # With fp32 activations and no dropout, the adapter reads the very tensor the base layer reads.
             if not (e == 4 and s.lora_dropout == 0):
                 total += t * d_in * per

@@ -94,11 +94,19 @@ def autocast(acc: Any, precision: Any) -> Any:
     return torch.autocast(acc.device.type, dtype=precision.autocast)
 
 
+def _params_sharded(acc: Any) -> bool:
+    """FSDP / DeepSpeed hold only a shard of the weights per process: forward passes need the wrapped model and
+    run collectives, so every process must run the same batches."""
+    return str(acc.distributed_type).split(".")[-1] in ("FSDP", "DEEPSPEED")
+
+
 def evaluate(model: Any, run: StageRun, cfg_train: Any, acc: Any, precision: Any) -> float | None:
+    """Loss per target token on the validation examples. ``model``: unwrapped (DDP) or wrapped (FSDP/DeepSpeed)."""
     if not run.val:
         return None
     batches = plan_batches(run.val, cfg_train.batch_tokens, packing=run.packing, seed=0, epoch=0, shuffle=False)
-    mine = shard(batches, acc.process_index, acc.num_processes, even=False)
+    everyone_all = _params_sharded(acc)
+    mine = batches if everyone_all else shard(batches, acc.process_index, acc.num_processes, even=False)
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=acc.device)
@@ -108,7 +116,8 @@ def evaluate(model: Any, run: StageRun, cfg_train: Any, acc: Any, precision: Any
                                  acc.device).double()
             total[1] += b.n_targets
     model.train(was_training)
-    total = acc.reduce(total, reduction="sum")
+    if not everyone_all:
+        total = acc.reduce(total, reduction="sum")
     return float(total[0] / total[1]) if total[1] > 0 else None
 
 
@@ -144,6 +153,9 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=run.learning_rate, weight_decay=t.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
+    if getattr(acc.state, "deepspeed_plugin", None) is not None:
+        # No dataloader goes through accelerate (we plan batches ourselves): tell DeepSpeed the micro-batch size.
+        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
     wrapped, optimizer = acc.prepare(model, optimizer)
     scaler = torch.amp.GradScaler(acc.device.type, enabled=precision.name == "fp16")
     best_path = run.ckpt_dir.with_name(run.ckpt_dir.name + ".best.safetensors")
@@ -171,7 +183,7 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
 
     def eval_and_track() -> bool:
         """Evaluate; True when early stopping says stop."""
-        val = evaluate(model, run, t, acc, precision)
+        val = evaluate(wrapped if _params_sharded(acc) else model, run, t, acc, precision)
         if val is None:
             return False
         if not math.isfinite(val):
@@ -196,7 +208,7 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
     while not stop:
         wins = epoch_windows(st["epoch"])
         while st["window"] < len(wins) and not stop:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             window = wins[st["window"]]
             n_targets = max(sum(b.n_targets for b in window), 1)
             step_loss = torch.zeros((), dtype=torch.float64)
@@ -227,6 +239,7 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
             st["window"] += 1
             st["tokens"] += tokens
             st["train_seconds"] += dt
+            st["train_cpu_seconds"] = st.get("train_cpu_seconds", 0.0) + time.process_time() - c0
             st["last_loss"] = loss_val
             log({"step": st["step"], "epoch": st["epoch"], "loss": round(loss_val, 6), "grad_norm": round(gn, 4),
                  "lr": scheduler.get_last_lr()[0], "tokens": tokens, "tokens_per_s": round(tokens / dt, 1)})
@@ -252,5 +265,6 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
     return {"steps": st["step"], "total_steps": total_steps, "epochs_done": round(st["epoch"], 3),
             "best_val_loss": st["best_val"], "restored_best": restored, "stopped": st["stopped"] or "completed",
             "real_tokens": st["tokens"], "train_seconds": round(st["train_seconds"], 3),
+            "train_cpu_seconds": round(st.get("train_cpu_seconds", 0.0), 3),
             "tokens_per_s": round(st["tokens"] / max(st["train_seconds"], 1e-9), 1),
             "final_train_loss": st.get("last_loss")}

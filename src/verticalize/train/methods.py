@@ -34,10 +34,6 @@ class Precision:
     autocast: torch.dtype | None  # autocast dtype for the forward pass, None = off
 
 
-def cuda_available() -> bool:
-    return torch.cuda.is_available()
-
-
 def cpu_has_bf16() -> bool:
     from verticalize.models import bf16_supported
     return bf16_supported()

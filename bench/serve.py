@@ -1,0 +1,288 @@
+"""Serving benchmark on the real SmolLM2-135M-Instruct: the gateway against llama.cpp's own speed, in one run.
+
+Same model (SmolLM2 with a PEFT LoRA on q_proj/v_proj; default init, so answers equal the base's and stay
+readable), same prompts, measured in this order:
+  * llama.cpp direct: llama-cpp-python on the merged model's GGUF (F16, written by `export --to gguf`) and on the
+    packaged Q4_1 GGUF — the baseline a user would otherwise run;
+  * the embedded engine in-process (Transformers + PEFT, the adapter unmerged) — no HTTP;
+  * the gateway (`verticalize serve`, a uvicorn subprocess) with serve.engine=embedded and with
+    serve.engine=llamacpp, over HTTP with streaming.
+Figures: single-stream decode tokens/s (first to last token of a 64-token answer); p50/p99 end-to-end latency
+at concurrency 1, 4 and 8 for short classification answers (max_tokens=3; gate p99 < 500 ms) and for 64-token
+answers; gateway overhead = gateway p50 − in-process p50 for the same short request.
+
+    .venv/bin/python bench/serve.py            # a few minutes on 2 cores
+    .venv/bin/python bench/serve.py --quick    # fewer requests
+
+Prints a table with ratios and writes bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+RESULTS = Path(__file__).parent / "results" / "serve.json"
+SYSTEM = "You are a careful assistant for a bank's credit-card rules."
+LONG_PROMPTS = ["Explain in detail how a credit card annual fee works and when it can be waived.",
+                "Describe step by step how to apply for a personal loan at a bank.",
+                "Write a short guide to restarting a web service safely on a Linux server.",
+                "Explain what a bank checks before approving a mortgage."]
+SHORT_PROMPTS = ["Classify the ticket as billing, technical or account: 'I was charged twice this month.' "
+                 "Answer with one word.",
+                 "Classify the ticket as billing, technical or account: 'The app crashes at login.' "
+                 "Answer with one word.",
+                 "Classify the ticket as billing, technical or account: 'Please change my e-mail address.' "
+                 "Answer with one word."]
+LONG_TOKENS, SHORT_TOKENS = 64, 3
+GATE_P99_MS = 500.0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(pct(values, 50) * 1000, 1), "p99_ms": round(pct(values, 99) * 1000, 1),
+            "mean_ms": round(statistics.fmean(values) * 1000, 1), "n": len(values)}
+
+
+def chat(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+
+
+# --------------------------------------------------------------------------------------------- set-up
+def prepare(work: Path) -> dict:
+    from verticalize.config import load_config
+    from verticalize.export.gguf import export_gguf
+    from verticalize.models import embedded_gguf_path, resolve_base
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(None, [f"project.run_dir={work}"])
+    base_dir = resolve_base(cfg.model)
+    adapter = work / "train" / "adapters" / "task"
+    if not (adapter / "adapter_config.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(base_dir)
+        get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"])).save_pretrained(
+            adapter)
+        (adapter / "verticalize_adapter.json").write_text(json.dumps({"name": "task", "method": "lora"}))
+    gguf = work / "export" / "gguf" / "task" / "model.gguf"
+    check = None
+    if not gguf.is_file():
+        check = export_gguf(cfg.model, adapter, gguf.parent, "f16", name="task")
+    (work / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    return {"base_dir": str(base_dir), "adapter": str(adapter), "gguf_f16": str(gguf),
+            "gguf_q4_1": str(embedded_gguf_path()), "export_check": check}
+
+
+# --------------------------------------------------------------------------------------------- llama.cpp direct
+def bench_llama_direct(path: str, threads: int) -> dict:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = Llama(model_path=path, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
+    fmt = Jinja2ChatFormatter(llm.metadata["tokenizer.chat_template"], eos_token="<|im_end|>",
+                              bos_token="<|im_start|>")
+
+    def run(prompt: str, max_tokens: int) -> tuple[float, float, int]:
+        ids = llm.tokenize(fmt(messages=chat(prompt)).prompt.encode(), add_bos=False, special=True)
+        started = time.perf_counter()
+        first = last = None
+        n = 0
+        # ignore EOS: a fixed number of decoded tokens, as the decode-speed figure needs
+        for _ in llm.generate(ids, temp=0.0, top_k=1, min_p=0.0, repeat_penalty=1.0, reset=True):
+            n += 1
+            last = time.perf_counter()
+            first = first or last
+            if n >= max_tokens:
+                break
+        return last - started, (n - 1) / (last - first) if n > 1 else 0.0, n
+
+    run(SHORT_PROMPTS[0], 2)  # warm-up
+    decode = [run(p, LONG_TOKENS)[1] for p in LONG_PROMPTS]
+    short = [run(p, SHORT_TOKENS)[0] for p in SHORT_PROMPTS * 3]
+    return {"decode_tok_s": round(statistics.median(decode), 1), "short_c1": summary_ms(short)}
+
+
+# --------------------------------------------------------------------------------------------- in-process engine
+def bench_in_process(work: Path) -> dict:
+    from verticalize.artifacts import RunDir
+    from verticalize.config import load_config
+    from verticalize.serve import build_engine
+    from verticalize.serve.engine import GenerationRequest
+
+    cfg = load_config(work / "config.yaml", [f"project.run_dir={work}"])
+    engine = build_engine(cfg, RunDir(work))
+    engine.generate(GenerationRequest(model="task", messages=chat(SHORT_PROMPTS[0]), max_tokens=2, temperature=0))
+
+    def decode_rate(prompt: str) -> float:
+        r = engine.generate(GenerationRequest(model="task", messages=chat(prompt), max_tokens=LONG_TOKENS,
+                                              temperature=0))
+        gaps = r.inter_token_latencies
+        return len(gaps) / sum(gaps) if gaps else 0.0
+
+    decode = [decode_rate(p) for p in LONG_PROMPTS]
+    short = []
+    for p in SHORT_PROMPTS * 3:
+        started = time.perf_counter()
+        engine.generate(GenerationRequest(model="task", messages=chat(p), max_tokens=SHORT_TOKENS, temperature=0))
+        short.append(time.perf_counter() - started)
+    return {"decode_tok_s": round(statistics.median(decode), 1), "short_c1": summary_ms(short),
+            "dtype": str(getattr(engine.model, "dtype", ""))}
+
+
+# --------------------------------------------------------------------------------------------- gateway over HTTP
+class Gateway:
+    def __init__(self, work: Path, engine: str):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "verticalize", "serve", str(work), "--port", str(self.port),
+             "--set", f"serve.engine={engine}", "--set", "serve.max_concurrency=4", "--set", "serve.max_queue=32"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway ({engine}) exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError("gateway did not become ready")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def request(self, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+        """(end-to-end seconds, decode tokens/s from the stream's chunk times, completion tokens)."""
+        body = {"model": "task", "messages": chat(prompt), "max_tokens": max_tokens, "temperature": 0,
+                "stream": True}
+        started = time.perf_counter()
+        times, usage = [], {}
+        with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, timeout=300) as r:
+            if r.status_code != 200:
+                raise RuntimeError(f"HTTP {r.status_code}: {r.read()[:200]!r}")
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if event.get("usage"):
+                    usage = event["usage"]
+                if event["choices"] and event["choices"][0]["delta"].get("content"):
+                    times.append(time.perf_counter())
+        e2e = time.perf_counter() - started
+        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else 0.0
+        return e2e, rate, int(usage.get("completion_tokens", 0))
+
+
+def bench_gateway(work: Path, engine: str, quick: bool) -> dict:
+    gw = Gateway(work, engine)
+    try:
+        gw.request(SHORT_PROMPTS[0], 2)  # warm-up
+        decode = [gw.request(p, LONG_TOKENS) for p in LONG_PROMPTS]
+        out: dict = {"decode_tok_s": round(statistics.median(r[1] for r in decode), 1),
+                     "long_completion_tokens": [r[2] for r in decode]}
+        for kind, prompts, max_tokens, per_level in (("short", SHORT_PROMPTS, SHORT_TOKENS, 12 if quick else 24),
+                                                     ("long", LONG_PROMPTS, LONG_TOKENS, 4 if quick else 8)):
+            for conc in (1, 4, 8):
+                n = max(per_level, conc)
+                jobs = [prompts[i % len(prompts)] for i in range(n)]
+                started = time.perf_counter()
+                with ThreadPoolExecutor(conc) as pool:
+                    results = list(pool.map(lambda p: gw.request(p, max_tokens), jobs))
+                wall = time.perf_counter() - started
+                stats = summary_ms([r[0] for r in results])
+                stats["tokens_per_s_total"] = round(sum(r[2] for r in results) / wall, 1)
+                out[f"{kind}_c{conc}"] = stats
+        return out
+    finally:
+        gw.stop()
+
+
+# --------------------------------------------------------------------------------------------- report
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests per concurrency level")
+    parser.add_argument("--work", type=Path, default=None, help="reuse a work directory (adapter + GGUF)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    threads = os.cpu_count() or 1
+    started = time.perf_counter()
+    setup = prepare(work)
+    results: dict = {"machine": {"cpus": threads, "platform": platform.platform(),
+                                 "load_avg_at_start": os.getloadavg()},
+                     "setup": setup, "measured": {}}
+    m = results["measured"]
+    m["llama_cpp_f16"] = bench_llama_direct(setup["gguf_f16"], threads)
+    m["llama_cpp_q4_1"] = bench_llama_direct(setup["gguf_q4_1"], threads)
+    m["in_process_embedded"] = bench_in_process(work)
+    m["gateway_embedded"] = bench_gateway(work, "embedded", args.quick)
+    m["gateway_llamacpp"] = bench_gateway(work, "llamacpp", args.quick)
+    results["ratios"] = ratios(m)
+    results["gates"] = {name: {"p99_ms": m[name]["short_c8"]["p99_ms"], "limit_ms": GATE_P99_MS,
+                               "pass": m[name]["short_c8"]["p99_ms"] < GATE_P99_MS}
+                        for name in ("gateway_embedded", "gateway_llamacpp")}
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    print_table(m, results["ratios"], results["gates"])
+    print(f"\nwrote {RESULTS} ({results['seconds']} s)")
+
+
+def ratios(m: dict) -> dict:
+    base = m["llama_cpp_f16"]["decode_tok_s"] or 1.0
+    return {"gateway_embedded_vs_llama_cpp_decode": round(m["gateway_embedded"]["decode_tok_s"] / base, 3),
+            "gateway_llamacpp_vs_llama_cpp_decode": round(m["gateway_llamacpp"]["decode_tok_s"] / base, 3),
+            "in_process_embedded_vs_llama_cpp_decode": round(m["in_process_embedded"]["decode_tok_s"] / base, 3),
+            "gateway_overhead_embedded_ms_p50": round(m["gateway_embedded"]["short_c1"]["p50_ms"]
+                                                      - m["in_process_embedded"]["short_c1"]["p50_ms"], 1),
+            "gateway_overhead_llamacpp_ms_p50": round(m["gateway_llamacpp"]["short_c1"]["p50_ms"]
+                                                      - m["llama_cpp_f16"]["short_c1"]["p50_ms"], 1)}
+
+
+def print_table(m: dict, r: dict, gates: dict) -> None:
+    print(f"\n{'path':28} {'decode tok/s':>12} {'vs llama.cpp':>12}")
+    base = m["llama_cpp_f16"]["decode_tok_s"] or 1.0
+    for name in ("llama_cpp_f16", "llama_cpp_q4_1", "in_process_embedded", "gateway_embedded", "gateway_llamacpp"):
+        print(f"{name:28} {m[name]['decode_tok_s']:>12} {m[name]['decode_tok_s'] / base:>12.2f}")
+    print(f"\n{'gateway':18} {'answer':6} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'tok/s all':>10}")
+    for name in ("gateway_embedded", "gateway_llamacpp"):
+        for kind in ("short", "long"):
+            for conc in (1, 4, 8):
+                s = m[name][f"{kind}_c{conc}"]
+                print(f"{name[8:]:18} {kind:6} {conc:>4} {s['p50_ms']:>9} {s['p99_ms']:>9} "
+                      f"{s['tokens_per_s_total']:>10}")
+    print(f"\ngateway overhead p50 (short answer, HTTP+SSE vs in-process): embedded "
+          f"{r['gateway_overhead_embedded_ms_p50']} ms, llamacpp {r['gateway_overhead_llamacpp_ms_p50']} ms")
+    for name, g in gates.items():
+        print(f"gate p99 < {g['limit_ms']:.0f} ms (short, concurrency 8) {name}: {g['p99_ms']} ms "
+              f"{'PASS' if g['pass'] else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

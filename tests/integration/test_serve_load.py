@@ -1,0 +1,94 @@
+"""A short load test of the gateway: 40 requests at concurrency 8 (bounded in count and time).
+
+No request may fail with a 5xx (or be refused: the queue is sized for the load), and every feedback posted for
+those responses must be in the SQLite store afterwards, read from the file after the server stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import make_lora_adapter
+
+REQUESTS = 40
+CONCURRENCY = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(300)
+def test_load_no_5xx_and_no_lost_feedback(tmp_path: Path, tiny_model_dir: Path):
+    run = tmp_path / "run"
+    make_lora_adapter(tiny_model_dir, run / "train" / "adapters" / "task", 21)
+    make_lora_adapter(tiny_model_dir, run / "train" / "adapters" / "domain", 22)
+    # Two requests generate at once, the other six of the client's eight wait in the queue (room for 16).
+    (run / "config.yaml").write_text(f"model:\n  base: {tiny_model_dir}\nserve:\n  max_concurrency: 2\n"
+                                     "  max_queue: 16\n  max_output_tokens: 16\n", encoding="utf-8")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert time.time() < deadline, "server did not become ready"
+                time.sleep(0.3)
+
+        def one(i: int) -> tuple[int, int, str | None]:
+            with httpx.Client(base_url=url, timeout=120) as http:
+                body = {"model": ("task", "domain")[i % 2], "max_tokens": 8, "temperature": 0,
+                        "messages": [{"role": "user", "content": f"Question {i}: what is the fee?"}]}
+                r = http.post("/v1/chat/completions", json=body)
+                if r.status_code != 200:
+                    return r.status_code, 0, None
+                rid = r.json()["id"]
+                fb = http.post("/v1/feedback", json={"response_id": rid, "rating": 1 + i % 5,
+                                                     "correction": f"answer {i}" if i % 4 == 0 else None})
+                return r.status_code, fb.status_code, rid
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            results = list(pool.map(one, range(REQUESTS)))
+        elapsed = time.perf_counter() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    statuses = [s for s, _, _ in results]
+    assert statuses == [200] * REQUESTS, f"statuses {sorted(set(statuses))}"
+    assert [f for _, f, _ in results] == [200] * REQUESTS
+    ids = {rid for _, _, rid in results}
+    assert len(ids) == REQUESTS
+    with sqlite3.connect(run / "feedback" / "feedback.sqlite") as db:
+        stored = dict(db.execute("SELECT response_id, rating FROM feedback").fetchall())
+        corrected = db.execute("SELECT COUNT(*) FROM feedback WHERE correction IS NOT NULL").fetchone()[0]
+        responses = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert set(stored) == ids and responses == REQUESTS
+    assert corrected == REQUESTS // 4
+    assert elapsed < 240, f"{REQUESTS} requests took {elapsed:.0f}s"
+    print(f"load: {REQUESTS} requests at concurrency {CONCURRENCY} in {elapsed:.1f}s "
+          f"({REQUESTS / elapsed:.1f} req/s)")
