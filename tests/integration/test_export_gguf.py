@@ -114,3 +114,15 @@ def test_smollm2_f16_gguf_matches_transformers_in_llama_cpp(tmp_path: Path):
     check = result["llama_cpp_check"]
     assert check["same_tokenization"] is True
     assert check["matching_prefix"] >= 4, check
+
+
+def test_modelfile_for_a_non_chatml_template_defers_to_the_gguf(tmp_path: Path):
+    from verticalize.export.ollama import modelfile_text
+
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    text = modelfile_text("model.gguf", "{{ bos_token }}[INST] {{ messages[0]['content'] }} [/INST]",
+                          'Say """hi"""', eos_token="</s>")
+    (tmp_path / "Modelfile").write_text(text)
+    parsed = parse_modelfile(tmp_path / "Modelfile")
+    assert "TEMPLATE" not in parsed and parsed["PARAMETER"] == ['stop "</s>"']
+    assert parsed["SYSTEM"][0].startswith("Say ") and '"""' not in parsed["SYSTEM"][0]

@@ -136,3 +136,20 @@ def test_two_processes_racing_get_one_complete_conversion(tiny_gguf, tmp_path):
     entries = sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))
     assert entries == [Path(paths[0]).name], f"expected one cache entry, found {entries}"
     assert (Path(paths[0]) / SOURCE_FILE).is_file()
+
+
+def test_truncated_gguf_gives_a_clear_error_and_leaves_no_cache_entry(tiny_gguf, tmp_path):
+    from typer.testing import CliRunner
+
+    from verticalize.cli import app
+    from verticalize.models import ModelConversionError
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(tiny_gguf.read_bytes()[:5000])
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelConversionError, match="cannot convert GGUF file .*broken.gguf"):
+        resolve_base(ModelConfig(base=str(broken), cache_dir=str(cache)))
+    assert [p.name for p in cache.iterdir()] == [".locks"]  # no half-written model, no temp directory
+    result = CliRunner().invoke(app, ["models", "prepare", "--set", f"model.base={broken}",
+                                      "--set", f"model.cache_dir={cache}"])
+    assert result.exit_code == 2 and "cannot convert GGUF file" in result.output

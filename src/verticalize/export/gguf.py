@@ -53,7 +53,7 @@ def write_gguf(model: Any, tokenizer_dir: Path, out_path: Path, outtype: str = "
     out_path.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(out_path), arch)
     if source_gguf is not None:
-        copied = _copy_metadata(writer, Path(source_gguf))
+        copied = _copy_metadata(writer, Path(source_gguf), skip=("general.name",) if name else ())
     else:
         copied = 0
         _write_hparams(writer, cfg)
@@ -71,7 +71,7 @@ def write_gguf(model: Any, tokenizer_dir: Path, out_path: Path, outtype: str = "
             "bytes": out_path.stat().st_size}
 
 
-def _copy_metadata(writer: Any, source: Path) -> int:
+def _copy_metadata(writer: Any, source: Path, skip: tuple[str, ...] = ()) -> int:
     import gguf
 
     reader = gguf.GGUFReader(source)
@@ -80,7 +80,7 @@ def _copy_metadata(writer: Any, source: Path) -> int:
         raise GGUFExportError(f"source GGUF {source} is '{arch}'; only {sorted(SUPPORTED_ARCHS)} is supported")
     copied = 0
     for key, field in reader.fields.items():
-        if key.startswith(_SKIP_KEYS):
+        if key.startswith(_SKIP_KEYS) or key in skip:
             continue
         vtype = field.types[0]
         sub_type = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None

@@ -1,12 +1,13 @@
 """Knowledge base: lexical BM25 with CJK segmentation, optional dense retrieval, hybrid RRF fusion, on disk.
 
 Public API (other stages use only this):
-    build_kb(chunks_path, out_dir, kb_cfg) -> dict      index RUN/ingest/chunks.jsonl into RUN/kb (returns manifest)
+    build_kb(chunks_path, out_dir, kb_cfg, *, strict=False) -> dict
+                                                         index RUN/ingest/chunks.jsonl into RUN/kb (returns manifest)
     open_kb(kb_dir) -> KnowledgeBase                     fast to open; .search(query, k) -> list[Hit]
     Hit(chunk_id, doc_id, source, text, score)
     kb_stats(kb_dir) -> dict                             the manifest (counts, quality, index details)
     kb_quality(chunks) -> dict                           seed 003's score: ln(effective tokens) × density
-    evaluate_kb(kb_dir, questions_path, ks, match, out)  recall@k and MRR on answer-span questions
+    evaluate_kb(kb_dir, questions_path, ks, match, save) recall@k and MRR on answer-span questions (kb/eval.json)
     tokenize(text) / rrf_fuse(rankings, k)               the tokenizer and fusion the index uses
     Backend, register_backend                            the index interface, to add an external engine
 """

@@ -32,6 +32,8 @@ import re
 from collections import defaultdict
 from typing import Any, Iterator, Sequence
 
+import numpy as np
+
 from verticalize.kb.text import STOPWORDS, Analyzed, analyze_many, fold
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|\n+|(?<=\.)\s+")
@@ -49,32 +51,31 @@ def kb_quality(chunks: Sequence[dict[str, Any]], analyzed: Sequence[Analyzed] | 
     """
     if analyzed is None:
         analyzed = analyze_many([c["text"] for c in chunks])
-    seen_sentences: set[str] = set()
-    effective = raw = repeated_sentences = sentences = overlap_chars = trigrams_total = 0
-    distinct_trigrams: set[tuple[str, str, str]] = set()
-    distinct_words: set[str] = set()
+    seen_sentences: set[int] = set()  # hashes of normalised sentences: ints, not strings, for large corpora
+    effective = raw = repeated_sentences = sentences = overlap_chars = 0
+    word_ids: dict[str, int] = {}
+    trigram_keys: list[np.ndarray] = []
     docs: set[str] = set()
     for index, doc_id, skip in _overlap_free(chunks):
         docs.add(doc_id)
         overlap_chars += skip
-        chunk_tokens: list[str] = []
+        chunk_ids: list[int] = []
         for key, tokens in _sentences(chunks[index]["text"], analyzed[index], skip):
             sentences += 1
             raw += len(tokens)
-            chunk_tokens.extend(tokens)
-            if key in seen_sentences:
+            chunk_ids.extend(word_ids.setdefault(t, len(word_ids)) for t in tokens)
+            if hash(key) in seen_sentences:
                 repeated_sentences += 1
             else:
-                seen_sentences.add(key)
+                seen_sentences.add(hash(key))
                 effective += len(tokens)
-        distinct_words.update(chunk_tokens)
-        grams = list(zip(chunk_tokens, chunk_tokens[1:], chunk_tokens[2:]))
-        trigrams_total += len(grams)
-        distinct_trigrams.update(grams)
+        if len(chunk_ids) >= 3:
+            trigram_keys.append(_trigram_keys(np.asarray(chunk_ids, dtype=np.int64)))
+    trigrams_total = sum(len(k) for k in trigram_keys)
     if trigrams_total:
-        density = len(distinct_trigrams) / trigrams_total
+        density = len(np.unique(np.concatenate(trigram_keys))) / trigrams_total
     else:
-        density = len(distinct_words) / raw if raw else 0.0
+        density = len(word_ids) / raw if raw else 0.0
     score = math.log(effective) * density if effective >= 1 else 0.0
     return {
         "score": round(score, 4),
@@ -90,11 +91,17 @@ def kb_quality(chunks: Sequence[dict[str, Any]], analyzed: Sequence[Analyzed] | 
     }
 
 
+def _trigram_keys(ids: np.ndarray) -> np.ndarray:
+    """One int64 per word trigram: three 21-bit word ids side by side (exact up to 2 million distinct words)."""
+    ids = ids & 0x1FFFFF
+    return (ids[:-2] << 42) | (ids[1:-1] << 21) | ids[2:]
+
+
 def _sentences(text: str, analyzed: Analyzed, skip: int) -> Iterator[tuple[str, list[str]]]:
     """(normalised sentence key, its content tokens) for the sentences of ``text`` after its first ``skip`` chars.
 
-    Offsets are those of the folded text; NFKC rarely changes lengths, and a token straddling a cut only moves
-    one word between neighbours.
+    Token offsets are those of the folded text (NFKC + lowercase), which has the length of ``text`` except for
+    rare compatibility characters; a token straddling a cut only moves one word between neighbours.
     """
     tokens, starts = analyzed
     folded = fold(text)

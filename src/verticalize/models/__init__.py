@@ -8,6 +8,7 @@ Public API (stable; other stages use only this):
     resolve_dtype(value) -> torch.dtype        "auto" → bf16 where native, else fp32
     CATALOG, ModelSpec, get_spec(name_or_hf_id), list_specs()
     ModelNotFoundError                          a FileNotFoundError whose message says how to provide the weights
+    ModelConversionError                        (a ModelNotFoundError) a GGUF that cannot be converted
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from verticalize.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_sp
 from verticalize.models.loading import (bf16_supported, load_adapter, load_base, load_tokenizer, read_adapter_meta,
                                         resolve_dtype)
 from verticalize.models.prepare import prepare_base
-from verticalize.models.resolve import ModelNotFoundError, cache_root, embedded_gguf_path, resolve_base
+from verticalize.models.errors import ModelConversionError, ModelNotFoundError
+from verticalize.models.resolve import cache_root, embedded_gguf_path, resolve_base
 
 __all__ = ["CATALOG", "DEFAULT_MODEL", "ModelSpec", "get_spec", "list_specs", "bf16_supported", "load_adapter",
            "load_base", "load_tokenizer", "read_adapter_meta", "resolve_dtype", "prepare_base",
-           "ModelNotFoundError", "cache_root", "embedded_gguf_path", "resolve_base"]
+           "ModelNotFoundError", "ModelConversionError", "cache_root", "embedded_gguf_path", "resolve_base"]

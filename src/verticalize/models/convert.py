@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from verticalize.models.errors import ModelConversionError
+
 SOURCE_FILE = "verticalize_source.json"  # written into every converted directory: where it came from
 
 
@@ -52,7 +54,13 @@ def convert_gguf_cached(gguf_path: Path, cache_root: Path, name: str | None = No
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=cache_root))
         try:
-            seconds = convert_gguf(gguf_path, tmp)
+            try:
+                seconds = convert_gguf(gguf_path, tmp)
+            except Exception as exc:  # the GGUF parser fails in many ways (struct.error, KeyError, ...) on bad files
+                raise ModelConversionError(
+                    f"cannot convert GGUF file {gguf_path}: {type(exc).__name__}: {exc}. Check that the file is "
+                    f"complete and of an architecture Transformers reads from GGUF (llama, mistral, qwen2, ...)"
+                ) from exc
             _write_source(tmp, gguf_path, seconds)
             _publish(tmp, target)
         finally:

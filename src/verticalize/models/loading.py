@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.config import ModelConfig
-from verticalize.models.resolve import ModelNotFoundError, resolve_base
+from verticalize.models.errors import ModelNotFoundError
+from verticalize.models.resolve import resolve_base
 
 log = logging.getLogger(__name__)
 

