@@ -121,12 +121,15 @@ def bench_llama_direct(path: str, threads: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- in-process engine
-def bench_in_process(work: Path) -> dict:
+def bench_in_process(work: Path, threads: int) -> dict:
+    import torch
+
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
     from verticalize.serve import build_engine
     from verticalize.serve.engine import GenerationRequest
 
+    torch.set_num_threads(threads)
     cfg = load_config(work / "config.yaml", [f"project.run_dir={work}"])
     engine = build_engine(cfg, RunDir(work))
     engine.generate(GenerationRequest(model="task", messages=chat(SHORT_PROMPTS[0]), max_tokens=2, temperature=0))
@@ -149,14 +152,16 @@ def bench_in_process(work: Path) -> dict:
 
 # --------------------------------------------------------------------------------------------- gateway over HTTP
 class Gateway:
-    def __init__(self, work: Path, engine: str):
+    def __init__(self, work: Path, engine: str, threads: int):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
+        env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the gateway process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "verticalize", "serve", str(work), "--port", str(self.port),
-             "--set", f"serve.engine={engine}", "--set", "serve.max_concurrency=4", "--set", "serve.max_queue=32"],
+             "--set", f"serve.engine={engine}", "--set", "serve.max_concurrency=4", "--set", "serve.max_queue=32",
+             "--set", f"serve.llamacpp_threads={threads}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 300
@@ -199,8 +204,8 @@ class Gateway:
         return e2e, rate, int(usage.get("completion_tokens", 0))
 
 
-def bench_gateway(work: Path, engine: str, quick: bool) -> dict:
-    gw = Gateway(work, engine)
+def bench_gateway(work: Path, engine: str, quick: bool, threads: int) -> dict:
+    gw = Gateway(work, engine, threads)
     try:
         gw.request(SHORT_PROMPTS[0], 2)  # warm-up
         decode = [gw.request(p, LONG_TOKENS) for p in LONG_PROMPTS]
@@ -227,21 +232,24 @@ def bench_gateway(work: Path, engine: str, quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests per concurrency level")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="compute threads for every engine (default: all cores; 1 on a crowded machine, where "
+                             "spinning thread pools collapse)")
     parser.add_argument("--work", type=Path, default=None, help="reuse a work directory (adapter + GGUF)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    threads = os.cpu_count() or 1
+    threads = args.threads
     started = time.perf_counter()
     setup = prepare(work)
-    results: dict = {"machine": {"cpus": threads, "platform": platform.platform(),
+    results: dict = {"machine": {"cpus": os.cpu_count(), "threads": threads, "platform": platform.platform(),
                                  "load_avg_at_start": os.getloadavg()},
                      "setup": setup, "measured": {}}
     m = results["measured"]
     m["llama_cpp_f16"] = bench_llama_direct(setup["gguf_f16"], threads)
     m["llama_cpp_q4_1"] = bench_llama_direct(setup["gguf_q4_1"], threads)
-    m["in_process_embedded"] = bench_in_process(work)
-    m["gateway_embedded"] = bench_gateway(work, "embedded", args.quick)
-    m["gateway_llamacpp"] = bench_gateway(work, "llamacpp", args.quick)
+    m["in_process_embedded"] = bench_in_process(work, threads)
+    m["gateway_embedded"] = bench_gateway(work, "embedded", args.quick, threads)
+    m["gateway_llamacpp"] = bench_gateway(work, "llamacpp", args.quick, threads)
     results["ratios"] = ratios(m)
     results["gates"] = {name: {"p99_ms": m[name]["short_c8"]["p99_ms"], "limit_ms": GATE_P99_MS,
                                "pass": m[name]["short_c8"]["p99_ms"] < GATE_P99_MS}

@@ -176,3 +176,18 @@ def test_trainable_counts_match_peft(tiny_model_dir):
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), pc)
         real = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert estimate(cfg_of(method), tokens=1).trainable == real, method
+
+
+def test_training_tokens_from_max_steps_and_from_the_dataset(tmp_path):
+    steps = estimate(cfg_for("train.max_steps=10", "train.grad_accum=2"), arch=ARCH)
+    assert steps.tokens == 10 * 2 * 256 and "train.max_steps=10" in steps.tokens_source
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    line = '{"messages": [{"role": "user", "content": "信用卡年费"}]}\n'   # 5 CJK characters
+    (run / "data" / "train.jsonl").write_text(line * 3, encoding="utf-8")
+    est = estimate(cfg_for(f"project.run_dir={run}", "train.epochs=2"), arch=ARCH)
+    per_line = 5 / 1.5 + (len(line) - 5) / 4 + 20        # CJK ≈1.5 chars/token, other ≈4, + template
+    assert est.tokens == int(int(3 * per_line) * 2)
+    assert "train.jsonl" in est.tokens_source and "2 epochs" in est.tokens_source
+    none = estimate(cfg_for(f"project.run_dir={tmp_path / 'empty'}"), arch=ARCH)
+    assert none.tokens == 3_000_000 and "pass --tokens" in none.tokens_source

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from verticalize.config import Config, ConfigError, load_config
 
@@ -34,6 +35,27 @@ def load_for_run(run: Path, config: Optional[Path], overrides: Optional[list[str
     return load_config(path, [f"project.run_dir={Path(run).resolve()}", *(overrides or [])])
 
 
+# Stage errors that mean "fix your input or settings", shown as one line. Listed by name so that importing the CLI
+# does not import every stage.
+_STAGE_USER_ERRORS = ("verticalize.ingest.pipeline:IngestError", "verticalize.kb.base:KBError",
+                      "verticalize.train.data:TrainError", "verticalize.plan.estimator:DoesNotFitError",
+                      "verticalize.export:ExportError", "verticalize.export.gguf:GGUFExportError",
+                      "verticalize.data.teacher:TeacherError")
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    import importlib
+
+    found: list[type[BaseException]] = [ConfigError, UserError, FileNotFoundError]
+    for spec in _STAGE_USER_ERRORS:
+        module, name = spec.split(":")
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Known, user-fixable errors become one red line and exit 2 instead of a traceback."""
 
@@ -41,12 +63,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, UserError, FileNotFoundError) as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+        except Exception as e:
+            if not isinstance(e, user_error_types()):
+                raise
+            console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             sys.exit(2)
 
     return wrapper
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    return (ConfigError, UserError, FileNotFoundError)

@@ -134,7 +134,7 @@ def _write_tokenizer(writer: Any, tokenizer_dir: Path, vocab_size: int) -> None:
             tokens.append(tok)
             types.append(gguf.TokenType.CONTROL if tok in special else gguf.TokenType.NORMAL)
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")  # the GPT-2 split regex: what a default ByteLevel pre-tokenizer uses
+    writer.add_tokenizer_pre("gpt-2")  # the GPT-2 split regex: what a default ByteLevel pre-tokenizer uses
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     special_vocab = gguf.SpecialVocab(tokenizer_dir, load_merges=True, n_vocab=vocab_size)
