@@ -12,7 +12,7 @@ word frequencies (a realistic Zipf distribution of terms), English sentences fro
 Zipf weights, and mixed zh/en chunks (60/20/20). Queries are 4 content words of a random chunk, so each has a
 known source chunk ("self-hit@10" checks both engines find it).
 
-    .venv/bin/python bench/ingest_kb.py                    # 100k chunks (a few minutes on 2 cores)
+    .venv/bin/python bench/ingest_kb.py                    # 100k chunks (7 min on 2 cores shared ~6-fold)
     .venv/bin/python bench/ingest_kb.py --chunks 20000     # quicker
 
 Prints a table with ratios and writes bench/results/ingest_kb.json.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,24 +17,8 @@ kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, search, 
 RunArg = typer.Argument(..., help="Run directory (holding kb/) or the kb directory itself.")
 
 
-def _kb_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """KBError (bad question file, unknown backend, no usable chunks) is user-fixable: one line, exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from verticalize.kb import KBError
-
-        try:
-            return fn(*args, **kwargs)
-        except KBError as e:
-            raise UserError(str(e)) from None
-
-    return wrapper
-
-
 @kb_app.command("build")
 @friendly
-@_kb_errors
 def build(run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory (default: project.run_dir)."),
           strict: bool = typer.Option(False, "--strict", help="Fail when any chunk row is refused."),
           config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
@@ -57,7 +40,6 @@ def build(run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run dire
 
 @kb_app.command("search")
 @friendly
-@_kb_errors
 def search(run: Path = RunArg, query: str = typer.Argument(..., help="The question or keywords."),
            k: int = typer.Option(5, "-k", min=1, help="Number of chunks to show.")) -> None:
     """Search the knowledge base; shows scores and sources."""
@@ -92,7 +74,6 @@ def _parse_ks(value: str) -> list[int]:
 
 @kb_app.command("eval")
 @friendly
-@_kb_errors
 def evaluate(run: Path = RunArg,
              questions: Path = typer.Argument(..., help="Questions with known answers: our dataset JSONL "
                                                         "(meta.answer, meta.doc_id) or SQuAD JSON."),
@@ -116,7 +97,6 @@ def evaluate(run: Path = RunArg,
 
 @kb_app.command("stats")
 @friendly
-@_kb_errors
 def stats(run: Path = RunArg, as_json: bool = typer.Option(False, "--json", help="Print the whole manifest.")) -> None:
     """Counts, index details and the knowledge-base quality score."""
     from verticalize.kb import kb_stats

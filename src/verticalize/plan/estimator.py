@@ -146,7 +146,9 @@ def flops_per_token(arch: Arch, s: Setting, trainable: int) -> float:
     if s.method == "full":
         flops = 6 * n + attention
     else:
-        flops = 4 * n + 6 * trainable + attention
+        # Prompt tuning runs its virtual tokens through every layer along with the real ones.
+        stretch = seq / s.seq_len if s.method == "prompt" else 1.0
+        flops = 4 * n * stretch + 6 * trainable + attention
     if s.gradient_checkpointing:
         flops += 2 * n + attention / 3
     return float(flops)

@@ -2,6 +2,8 @@
 
 Public API:
     build_gateway(cfg, run) -> Gateway     engine + knowledge base + feedback store for a run directory
+    build_engine(cfg, run) -> Engine       by serve.engine: embedded (in-process), llamacpp (exported GGUFs),
+                                           vllm (forwards to a vLLM server's OpenAI API)
     create_app(gateway) -> FastAPI
     serve_run(cfg, run)                    run the gateway with uvicorn until interrupted
     export_feedback(run, out=None) -> dict feedback → seed examples for the next `verticalize run --iterate`
