@@ -142,6 +142,7 @@ def main() -> None:
     ap.add_argument("--cuda", action="store_true", help="Measure on the CUDA device (max_memory_allocated).")
     ap.add_argument("--only", help="Run only settings whose label contains this text.")
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path.")
+    ap.add_argument("--merge", action="store_true", help="Keep the other settings already in --out.")
     args = ap.parse_args()
     if args.child:
         print("RESULT " + json.dumps(run_child(json.loads(args.child))), flush=True)
@@ -178,6 +179,9 @@ def main() -> None:
                       f" GiB  error {row[mode]['relative_error']:+6.1%}", flush=True)
             if "default" in row:
                 rows.append(row)
+    if args.merge and args.out.is_file():
+        done = {r["setting"] for r in rows}
+        rows = [r for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"] if r["setting"] not in done] + rows
     print_table(rows)
     summary = {"settings": len(rows)}
     for mode in ("default", "mallopt"):

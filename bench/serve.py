@@ -9,7 +9,8 @@ readable), same prompts, measured in this order:
     serve.engine=llamacpp, over HTTP with streaming.
 Figures: single-stream decode tokens/s (first to last token of a 64-token answer); p50/p99 end-to-end latency
 at concurrency 1, 4 and 8 for short classification answers (max_tokens=3; gate p99 < 500 ms) and for 64-token
-answers; gateway overhead = gateway p50 − in-process p50 for the same short request.
+answers; gateway overhead = p50 of HTTP requests to an in-process gateway − p50 of direct calls to the same
+engine object, the two alternating request by request so that load from other processes affects both alike.
 
     .venv/bin/python bench/serve.py            # a few minutes on 2 cores
     .venv/bin/python bench/serve.py --quick    # fewer requests
@@ -228,6 +229,57 @@ def bench_gateway(work: Path, engine: str, quick: bool, threads: int) -> dict:
         gw.stop()
 
 
+# --------------------------------------------------------------------------------------------- gateway overhead
+def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int) -> dict:
+    """HTTP gateway vs the same engine object called in-process, alternating so machine load hits both alike."""
+    import threading
+
+    import torch
+    import uvicorn
+
+    from verticalize.artifacts import RunDir
+    from verticalize.config import load_config
+    from verticalize.serve import build_engine, build_gateway, create_app
+    from verticalize.serve.engine import GenerationRequest
+
+    torch.set_num_threads(threads)
+    cfg = load_config(work / "config.yaml", [f"project.run_dir={work}", f"serve.engine={engine_name}",
+                                             f"serve.llamacpp_threads={threads}"])
+    engine = build_engine(cfg, RunDir(work))
+    app = create_app(build_gateway(cfg, RunDir(work), engine=engine))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    direct, http = [], []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+            for i in range(pairs + 1):
+                prompt = SHORT_PROMPTS[i % len(SHORT_PROMPTS)]
+                t0 = time.perf_counter()
+                # The gateway puts the system prompt in front; the direct call gets the same messages.
+                engine.generate(GenerationRequest(model="task", messages=chat(prompt), max_tokens=SHORT_TOKENS,
+                                                  temperature=0))
+                t1 = time.perf_counter()
+                r = client.post("/v1/chat/completions", json={"model": "task", "messages": chat(prompt),
+                                                             "max_tokens": SHORT_TOKENS, "temperature": 0})
+                t2 = time.perf_counter()
+                r.raise_for_status()
+                if i:  # the first pair warms both paths up
+                    direct.append(t1 - t0)
+                    http.append(t2 - t1)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    return {"in_process": summary_ms(direct), "gateway_http": summary_ms(http),
+            "overhead_ms_p50": round((pct(http, 50) - pct(direct, 50)) * 1000, 1),
+            "overhead_ms_mean": round((statistics.fmean(http) - statistics.fmean(direct)) * 1000, 1)}
+
+
 # --------------------------------------------------------------------------------------------- report
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -245,11 +297,18 @@ def main() -> None:
                                  "load_avg_at_start": os.getloadavg()},
                      "setup": setup, "measured": {}}
     m = results["measured"]
-    m["llama_cpp_f16"] = bench_llama_direct(setup["gguf_f16"], threads)
-    m["llama_cpp_q4_1"] = bench_llama_direct(setup["gguf_q4_1"], threads)
-    m["in_process_embedded"] = bench_in_process(work, threads)
-    m["gateway_embedded"] = bench_gateway(work, "embedded", args.quick, threads)
-    m["gateway_llamacpp"] = bench_gateway(work, "llamacpp", args.quick, threads)
+    steps = {"llama_cpp_f16": lambda: bench_llama_direct(setup["gguf_f16"], threads),
+             "llama_cpp_q4_1": lambda: bench_llama_direct(setup["gguf_q4_1"], threads),
+             "in_process_embedded": lambda: bench_in_process(work, threads),
+             "gateway_embedded": lambda: bench_gateway(work, "embedded", args.quick, threads),
+             "gateway_llamacpp": lambda: bench_gateway(work, "llamacpp", args.quick, threads),
+             "overhead_embedded": lambda: bench_overhead(work, "embedded", threads, 8 if args.quick else 16),
+             "overhead_llamacpp": lambda: bench_overhead(work, "llamacpp", threads, 8 if args.quick else 16)}
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        m[name] = step()
+        print(f"[bench] {name} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     results["ratios"] = ratios(m)
     results["gates"] = {name: {"p99_ms": m[name]["short_c8"]["p99_ms"], "limit_ms": GATE_P99_MS,
                                "pass": m[name]["short_c8"]["p99_ms"] < GATE_P99_MS}
@@ -267,10 +326,10 @@ def ratios(m: dict) -> dict:
     return {"gateway_embedded_vs_llama_cpp_decode": round(m["gateway_embedded"]["decode_tok_s"] / base, 3),
             "gateway_llamacpp_vs_llama_cpp_decode": round(m["gateway_llamacpp"]["decode_tok_s"] / base, 3),
             "in_process_embedded_vs_llama_cpp_decode": round(m["in_process_embedded"]["decode_tok_s"] / base, 3),
-            "gateway_overhead_embedded_ms_p50": round(m["gateway_embedded"]["short_c1"]["p50_ms"]
-                                                      - m["in_process_embedded"]["short_c1"]["p50_ms"], 1),
-            "gateway_overhead_llamacpp_ms_p50": round(m["gateway_llamacpp"]["short_c1"]["p50_ms"]
-                                                      - m["llama_cpp_f16"]["short_c1"]["p50_ms"], 1)}
+            "gateway_overhead_embedded_ms_p50": m["overhead_embedded"]["overhead_ms_p50"],
+            "gateway_overhead_llamacpp_ms_p50": m["overhead_llamacpp"]["overhead_ms_p50"],
+            "gateway_llamacpp_short_c1_vs_llama_cpp_p50": round(m["gateway_llamacpp"]["short_c1"]["p50_ms"]
+                                                                / m["llama_cpp_f16"]["short_c1"]["p50_ms"], 3)}
 
 
 def print_table(m: dict, r: dict, gates: dict) -> None:
@@ -285,7 +344,11 @@ def print_table(m: dict, r: dict, gates: dict) -> None:
                 s = m[name][f"{kind}_c{conc}"]
                 print(f"{name[8:]:18} {kind:6} {conc:>4} {s['p50_ms']:>9} {s['p99_ms']:>9} "
                       f"{s['tokens_per_s_total']:>10}")
-    print(f"\ngateway overhead p50 (short answer, HTTP+SSE vs in-process): embedded "
+    for name in ("overhead_embedded", "overhead_llamacpp"):
+        o = m[name]
+        print(f"{name}: in-process p50 {o['in_process']['p50_ms']} ms, gateway HTTP p50 "
+              f"{o['gateway_http']['p50_ms']} ms (alternating, same engine object)")
+    print(f"\ngateway overhead p50 (short answer, HTTP vs in-process): embedded "
           f"{r['gateway_overhead_embedded_ms_p50']} ms, llamacpp {r['gateway_overhead_llamacpp_ms_p50']} ms")
     for name, g in gates.items():
         print(f"gate p99 < {g['limit_ms']:.0f} ms (short, concurrency 8) {name}: {g['p99_ms']} ms "

@@ -142,4 +142,6 @@ def test_cli_errors_are_one_clear_line(tiny_model_dir, tmp_path):
     _one_line_error(_cli("train", "--run", str(ok), "--set", "train.method=sgd"), "train.method")
     _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tiny_model_dir}", "--set",
                          'train.stages=[{"name": "a", "data": "/nowhere.jsonl"}]'), "/nowhere.jsonl not found")
+    _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tiny_model_dir}", "--set",
+                         "train.device_memory_gb=0.0001"), "does not fit", "Change one of")
     _one_line_error(_cli("adapters", "list", str(empty_run)), "no adapters in")

@@ -76,3 +76,16 @@ def test_advise_bad_facts_exit_2(tmp_path):
     assert res.exit_code == 2 and "unknown fact 'labeled'" in res.output
     res = runner.invoke(app, ["advise", "--task", "poetry"])
     assert res.exit_code == 2 and "fact 'task'" in res.output
+
+
+def test_advise_takes_task_model_size_and_run_dir_from_a_project_config(tmp_path):
+    run = tmp_path / "runs"
+    project = tmp_path / "project.yaml"
+    project.write_text(f"project:\n  run_dir: {run}\ndata:\n  task: classification\n"
+                       "model:\n  base: qwen2.5-7b-instruct\n", encoding="utf-8")
+    res = runner.invoke(app, ["advise", "--config", str(project), "--labelled", "800", "--compute", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["facts"]["task"] == "classification"
+    assert data["facts"]["model_params"] == 7_615_616_512
+    assert any(f"no ladder results at {run}" in n for n in data["notes"])

@@ -115,6 +115,17 @@ def test_packing_plan_respects_the_budget_is_deterministic_and_covers_every_exam
     assert all(len(b.indices) * max(len(exs[i]) for i in b.indices) <= 100 for b in padded)
 
 
+def test_packed_micro_batches_run_as_rows_no_longer_than_pack_len():
+    exs = _examples([30, 50, 10, 70, 20, 40, 90, 5, 60, 15, 120])
+    batches = plan_batches(exs, 200, packing=True, seed=3, epoch=0, pack_len=64)
+    assert sorted(i for b in batches for i in b.indices) == list(range(11))
+    for b in batches:
+        assert b.n_tokens <= 200 or len(b.parts) == 1
+        for part in b.parts:  # a row holds several examples only while they fit in pack_len
+            assert sum(len(exs[i]) for i in part) <= 64 or len(part) == 1
+    assert max(len(b.parts) for b in batches) > 1
+
+
 def test_shards_are_disjoint_and_even():
     batches = plan_batches(_examples([10] * 11), 20, packing=True, seed=0, epoch=0)  # 6 batches
     s0, s1 = shard(batches, 0, 2), shard(batches, 1, 2)

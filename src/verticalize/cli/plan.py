@@ -28,8 +28,10 @@ def estimate(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = Set
 
 
 @friendly
-def advise(facts: Optional[Path] = typer.Option(None, "--facts", help="YAML file of facts (keys as the options "
-                                                                      "below, with underscores)."),
+def advise(facts: Optional[Path] = typer.Option(None, "--facts", help="YAML file of facts: task, doc_tokens, "
+                                                                      "doc_pages, labelled_examples, compute, "
+                                                                      "latency_ms, knowledge_changes_often, "
+                                                                      "style_or_format, budget, model_params."),
            task: Optional[str] = typer.Option(None, help="qa, classification or generation."),
            doc_tokens: Optional[int] = typer.Option(None, help="Domain documents, in tokens."),
            doc_pages: Optional[int] = typer.Option(None, help="Domain documents, in pages (≈500 tokens each)."),
@@ -46,14 +48,12 @@ def advise(facts: Optional[Path] = typer.Option(None, "--facts", help="YAML file
            config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
            as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text.")) -> None:
     """Recommend a route (prompt, rag, peft, peft+rag, full, pretrain) from your facts, with reasons."""
-    run_dir = run
-    if run_dir is None and config is not None:
-        run_dir = Path(load(config, set_).project.run_dir)
+    cfg = load(config, set_) if config is not None else None
+    run_dir = run if run is not None or cfg is None else Path(cfg.project.run_dir)
     flags = {"task": task, "doc_tokens": doc_tokens, "doc_pages": doc_pages, "labelled_examples": labelled,
              "compute": compute, "latency_ms": latency_ms, "knowledge_changes_often": changes_often,
              "style_or_format": style, "budget": budget, "model_params": model_params}
-    out_text = advice_report(facts, flags, run_dir, as_json=as_json)
-    print(out_text)
+    print(advice_report(facts, flags, run_dir, cfg=cfg, as_json=as_json))
 
 
 def register(app: typer.Typer) -> None:

@@ -61,9 +61,21 @@ def load_ladder(run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None
     return (data if isinstance(data, dict) else None), None
 
 
+def facts_from_config(cfg: Config) -> dict[str, Any]:
+    """Defaults a project config implies: its task form and its base model's size."""
+    from verticalize.plan.arch import UnknownArchitectureError, resolve_arch
+
+    facts: dict[str, Any] = {"task": cfg.data.task}
+    try:
+        facts["model_params"] = resolve_arch(cfg.model).num_params
+    except UnknownArchitectureError:
+        pass
+    return facts
+
+
 def advice_report(facts_file: Path | None, flags: dict[str, Any], run_dir: Path | None,
-                  as_json: bool = False) -> str:
-    facts = load_facts(facts_file, flags)
+                  cfg: Config | None = None, as_json: bool = False) -> str:
+    facts = {**(facts_from_config(cfg) if cfg is not None else {}), **load_facts(facts_file, flags)}
     ladder, why = load_ladder(run_dir)
     advice = advise(facts, ladder)
     if why:

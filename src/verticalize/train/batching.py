@@ -6,13 +6,18 @@ block-diagonal causal mask, so packed examples never attend to each other; the l
 predicts the next example's first token. Methods that add virtual tokens (prefix, prompt tuning) cannot pack and
 use padded batches of similar lengths instead.
 
+A packed micro-batch runs as several rows of at most ``pack_len`` tokens (one forward/backward each, gradients
+accumulated): attention inside a row costs the square of the row's length whatever the mask, so short rows waste
+less on masked-out pairs. On SmolLM2 on a 2-core CPU, 512-token rows trained 1.75x faster per token than
+2048-token rows.
+
 The epoch plan depends only on (seed, epoch), so a resumed run rebuilds it and skips the batches already done.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -23,9 +28,15 @@ IGNORE = -100
 
 @dataclass(frozen=True)
 class Batch:
-    indices: tuple[int, ...]
+    """One micro-batch: ``parts`` are its forward passes (a packed row each, or one group of padded rows)."""
+
+    parts: tuple[tuple[int, ...], ...]
     n_tokens: int  # real (non-padding) tokens
     n_targets: int  # tokens the loss is computed on
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(i for part in self.parts for i in part)
 
 
 def _order(n: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
@@ -35,36 +46,46 @@ def _order(n: int, seed: int, epoch: int, shuffle: bool) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def plan_batches(examples: Sequence[Example], batch_tokens: int, *, packing: bool, seed: int, epoch: int,
-                 shuffle: bool = True) -> list[Batch]:
-    """Greedy fill up to ``batch_tokens`` per micro-batch (padded: rows × longest row ≤ batch_tokens).
+def _greedy(order: list[int], size: Callable[[list[int], int], int], budget: int) -> list[list[int]]:
+    """Consecutive groups whose ``size(group + [next])`` stays within ``budget`` (an oversized item stands alone)."""
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        if cur and size(cur, i) > budget:
+            groups.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        groups.append(cur)
+    return groups
 
-    An example longer than the budget gets a micro-batch of its own.
+
+def plan_batches(examples: Sequence[Example], batch_tokens: int, *, packing: bool, seed: int, epoch: int,
+                 shuffle: bool = True, pack_len: int | None = None) -> list[Batch]:
+    """Micro-batches of up to ``batch_tokens`` real tokens.
+
+    Packed: examples are packed into rows of at most ``pack_len`` tokens, rows grouped into micro-batches.
+    Padded: rows of similar length grouped so that rows x longest row <= ``batch_tokens``.
     """
     order = _order(len(examples), seed, epoch, shuffle)
-    if not packing:
-        # Sort within windows of 64 so padded rows have similar lengths while the order stays shuffled.
-        order = [i for w in range(0, len(order), 64)
-                 for i in sorted(order[w:w + 64], key=lambda j: len(examples[j]))]
-    batches: list[Batch] = []
-    cur: list[int] = []
-    longest = 0
+    n = [len(e) for e in examples]
 
-    def flush() -> None:
-        if cur:
-            batches.append(Batch(tuple(cur), sum(len(examples[i]) for i in cur),
-                                 sum(examples[i].n_targets for i in cur)))
+    def make(parts: list[list[int]]) -> Batch:
+        idx = [i for p in parts for i in p]
+        return Batch(tuple(tuple(p) for p in parts), sum(n[i] for i in idx),
+                     sum(examples[i].n_targets for i in idx))
 
-    for i in order:
-        n = len(examples[i])
-        cost = (sum(len(examples[j]) for j in cur) + n) if packing else (len(cur) + 1) * max(longest, n)
-        if cur and cost > batch_tokens:
-            flush()
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, n)
-    flush()
-    return batches
+    if packing:
+        row_len = min(pack_len or batch_tokens, batch_tokens)
+        rows = _greedy(order, lambda cur, i: sum(n[j] for j in cur) + n[i], row_len)
+        row_tokens = {id(r): sum(n[i] for i in r) for r in rows}
+        grouped = _greedy(list(range(len(rows))), lambda cur, r: sum(row_tokens[id(rows[k])] for k in cur + [r]),
+                          batch_tokens)
+        return [make([rows[k] for k in g]) for g in grouped]
+    # Sort within windows of 64 so padded rows have similar lengths while the order stays shuffled.
+    order = [i for w in range(0, len(order), 64) for i in sorted(order[w:w + 64], key=lambda j: n[j])]
+    groups = _greedy(order, lambda cur, i: (len(cur) + 1) * max(n[j] for j in cur + [i]), batch_tokens)
+    return [make([g]) for g in groups]
 
 
 def shard(batches: list[Batch], rank: int, world: int, *, even: bool = True) -> list[Batch]:
@@ -85,9 +106,13 @@ def _targets(ex: Example) -> list[int]:
     return [ids[t + 1] if mask[t + 1] else IGNORE for t in range(len(ids) - 1)] + [IGNORE]
 
 
-def collate(examples: Sequence[Example], batch: Batch, *, packing: bool, pad_id: int) -> dict[str, Any]:
-    """Tensors for one micro-batch. Packed: one row + position_ids. Padded: rows + attention_mask (right pad)."""
-    rows = [examples[i] for i in batch.indices]
+def collate(examples: Sequence[Example], part: Batch | Sequence[int], *, packing: bool,
+            pad_id: int) -> dict[str, Any]:
+    """Tensors for one forward pass over ``part`` (example indices; a Batch means all of its examples).
+
+    Packed: one row + position_ids restarting per example. Padded: rows + attention_mask (right padding).
+    """
+    rows = [examples[i] for i in (part.indices if isinstance(part, Batch) else part)]
     if packing:
         ids = [t for ex in rows for t in ex.input_ids]
         pos = [p for ex in rows for p in range(len(ex))]

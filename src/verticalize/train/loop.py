@@ -72,7 +72,8 @@ def plan_steps(run: StageRun, cfg_train: Any, seed: int, rank: int, world: int) 
                                                                                           int]:
     """(windows of an epoch, total optimizer steps). Epoch plans depend only on (seed, epoch)."""
     def epoch_windows(epoch: int) -> list[list[Batch]]:
-        batches = plan_batches(run.train, cfg_train.batch_tokens, packing=run.packing, seed=seed, epoch=epoch)
+        batches = plan_batches(run.train, cfg_train.batch_tokens, packing=run.packing, seed=seed, epoch=epoch,
+                               pack_len=cfg_train.pack_len)
         return windows(shard(batches, rank, world), cfg_train.grad_accum)
 
     first = epoch_windows(0)
@@ -104,17 +105,18 @@ def evaluate(model: Any, run: StageRun, cfg_train: Any, acc: Any, precision: Any
     """Loss per target token on the validation examples. ``model``: unwrapped (DDP) or wrapped (FSDP/DeepSpeed)."""
     if not run.val:
         return None
-    batches = plan_batches(run.val, cfg_train.batch_tokens, packing=run.packing, seed=0, epoch=0, shuffle=False)
+    batches = plan_batches(run.val, cfg_train.batch_tokens, packing=run.packing, seed=0, epoch=0, shuffle=False,
+                           pack_len=cfg_train.pack_len)
     everyone_all = _params_sharded(acc)
     mine = batches if everyone_all else shard(batches, acc.process_index, acc.num_processes, even=False)
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=acc.device)
     with torch.no_grad(), autocast(acc, precision):
-        for b in mine:
-            total[0] += loss_sum(model, collate(run.val, b, packing=run.packing, pad_id=run.pad_id), run.n_virtual,
-                                 acc.device).double()
-            total[1] += b.n_targets
+        for part in (p for b in mine for p in b.parts):
+            total[0] += loss_sum(model, collate(run.val, part, packing=run.packing, pad_id=run.pad_id),
+                                 run.n_virtual, acc.device).double()
+            total[1] += sum(run.val[i].n_targets for i in part)
     model.train(was_training)
     if not everyone_all:
         total = acc.reduce(total, reduction="sum")
@@ -212,9 +214,11 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
             window = wins[st["window"]]
             n_targets = max(sum(b.n_targets for b in window), 1)
             step_loss = torch.zeros((), dtype=torch.float64)
-            for j, b in enumerate(window):
-                batch = collate(run.train, b, packing=run.packing, pad_id=run.pad_id)
-                sync = contextlib.nullcontext() if j == len(window) - 1 else acc.no_sync(wrapped)
+            parts = [p for b in window for p in b.parts]
+            for j, part in enumerate(parts):
+                batch = collate(run.train, part, packing=run.packing, pad_id=run.pad_id)
+                # gradients are all-reduced once per optimizer step, on its last forward/backward
+                sync = contextlib.nullcontext() if j == len(parts) - 1 else acc.no_sync(wrapped)
                 with sync:
                     with autocast(acc, precision):
                         ls = loss_sum(wrapped, batch, run.n_virtual, acc.device)
