@@ -230,12 +230,17 @@ def bench_gateway(work: Path, engine: str, quick: bool, threads: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- gateway overhead
-def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int) -> dict:
-    """HTTP gateway vs the same engine object called in-process, alternating so machine load hits both alike."""
+def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int, gguf: str) -> dict:
+    """The gateway against the same engine object in-process and against raw llama.cpp, request by request.
+
+    Calls alternate (in-process, HTTP, raw llama.cpp), so load from other processes hits each path alike; every
+    call gets its own prompt suffix, so llama.cpp's prompt-prefix cache helps each path the same way.
+    """
     import threading
 
     import torch
     import uvicorn
+    from llama_cpp import Llama
 
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
@@ -246,6 +251,7 @@ def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int) -> di
     cfg = load_config(work / "config.yaml", [f"project.run_dir={work}", f"serve.engine={engine_name}",
                                              f"serve.llamacpp_threads={threads}"])
     engine = build_engine(cfg, RunDir(work))
+    raw = Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     app = create_app(build_gateway(cfg, RunDir(work), engine=engine))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -255,29 +261,74 @@ def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int) -> di
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    direct, http = [], []
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    short = {"in_process": [], "gateway_http": []}
+    decode = {"llama_cpp_raw": [], "in_process": [], "gateway_http": []}
+    n = 0
+
+    def prompt(base: str) -> str:
+        nonlocal n
+        n += 1
+        return f"{base} (request {n})"
+
+    def raw_decode(text: str) -> float:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        fmt = Jinja2ChatFormatter(raw.metadata["tokenizer.chat_template"], eos_token="<|im_end|>",
+                                  bos_token="<|im_start|>")
+        ids = raw.tokenize(fmt(messages=chat(text)).prompt.encode(), add_bos=False, special=True)
+        stamps = []
+        for _ in raw.generate(ids, temp=0.0, top_k=1, min_p=0.0, repeat_penalty=1.0, reset=True):
+            stamps.append(time.perf_counter())
+            if len(stamps) >= LONG_TOKENS:
+                break
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+    def direct_decode(text: str) -> float:
+        r = engine.generate(GenerationRequest(model="task", messages=chat(text), max_tokens=LONG_TOKENS,
+                                              temperature=0))
+        return len(r.inter_token_latencies) / sum(r.inter_token_latencies)
+
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+        with httpx.Client(timeout=300) as client:
             for i in range(pairs + 1):
-                prompt = SHORT_PROMPTS[i % len(SHORT_PROMPTS)]
+                # Consecutive calls never share a question, so the prompt cache favours neither path.
                 t0 = time.perf_counter()
-                # The gateway puts the system prompt in front; the direct call gets the same messages.
-                engine.generate(GenerationRequest(model="task", messages=chat(prompt), max_tokens=SHORT_TOKENS,
-                                                  temperature=0))
+                engine.generate(GenerationRequest(model="task", messages=chat(prompt(SHORT_PROMPTS[2 * i % 3])),
+                                                  max_tokens=SHORT_TOKENS, temperature=0))
                 t1 = time.perf_counter()
-                r = client.post("/v1/chat/completions", json={"model": "task", "messages": chat(prompt),
-                                                             "max_tokens": SHORT_TOKENS, "temperature": 0})
+                client.post(url, json={"model": "task", "messages": chat(prompt(SHORT_PROMPTS[(2 * i + 1) % 3])),
+                                       "max_tokens": SHORT_TOKENS, "temperature": 0}).raise_for_status()
                 t2 = time.perf_counter()
-                r.raise_for_status()
                 if i:  # the first pair warms both paths up
-                    direct.append(t1 - t0)
-                    http.append(t2 - t1)
+                    short["in_process"].append(t1 - t0)
+                    short["gateway_http"].append(t2 - t1)
+            for i in range(max(2, pairs // 3)):
+                base = LONG_PROMPTS[i % len(LONG_PROMPTS)]
+                decode["llama_cpp_raw"].append(raw_decode(prompt(base)))
+                decode["in_process"].append(direct_decode(prompt(base)))
+                decode["gateway_http"].append(_http_decode(client, url, prompt(base)))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    return {"in_process": summary_ms(direct), "gateway_http": summary_ms(http),
-            "overhead_ms_p50": round((pct(http, 50) - pct(direct, 50)) * 1000, 1),
-            "overhead_ms_mean": round((statistics.fmean(http) - statistics.fmean(direct)) * 1000, 1)}
+    rates = {k: round(statistics.median(v), 1) for k, v in decode.items()}
+    return {"short_in_process": summary_ms(short["in_process"]),
+            "short_gateway_http": summary_ms(short["gateway_http"]),
+            "overhead_ms_p50": round((pct(short["gateway_http"], 50) - pct(short["in_process"], 50)) * 1000, 1),
+            "overhead_ms_mean": round((statistics.fmean(short["gateway_http"])
+                                       - statistics.fmean(short["in_process"])) * 1000, 1),
+            "decode_tok_s": rates,
+            "gateway_vs_llama_cpp_decode": round(rates["gateway_http"] / rates["llama_cpp_raw"], 3)}
+
+
+def _http_decode(client: httpx.Client, url: str, text: str) -> float:
+    body = {"model": "task", "messages": chat(text), "max_tokens": LONG_TOKENS, "temperature": 0, "stream": True}
+    stamps = []
+    with client.stream("POST", url, json=body) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                stamps.append(time.perf_counter())
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 2 else 0.0
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -302,8 +353,10 @@ def main() -> None:
              "in_process_embedded": lambda: bench_in_process(work, threads),
              "gateway_embedded": lambda: bench_gateway(work, "embedded", args.quick, threads),
              "gateway_llamacpp": lambda: bench_gateway(work, "llamacpp", args.quick, threads),
-             "overhead_embedded": lambda: bench_overhead(work, "embedded", threads, 8 if args.quick else 16),
-             "overhead_llamacpp": lambda: bench_overhead(work, "llamacpp", threads, 8 if args.quick else 16)}
+             "overhead_embedded": lambda: bench_overhead(work, "embedded", threads, 9 if args.quick else 18,
+                                                         setup["gguf_f16"]),
+             "overhead_llamacpp": lambda: bench_overhead(work, "llamacpp", threads, 9 if args.quick else 18,
+                                                         setup["gguf_f16"])}
     for name, step in steps.items():
         t0 = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -326,6 +379,8 @@ def ratios(m: dict) -> dict:
     return {"gateway_embedded_vs_llama_cpp_decode": round(m["gateway_embedded"]["decode_tok_s"] / base, 3),
             "gateway_llamacpp_vs_llama_cpp_decode": round(m["gateway_llamacpp"]["decode_tok_s"] / base, 3),
             "in_process_embedded_vs_llama_cpp_decode": round(m["in_process_embedded"]["decode_tok_s"] / base, 3),
+            "alternating_gateway_embedded_vs_llama_cpp_decode": m["overhead_embedded"]["gateway_vs_llama_cpp_decode"],
+            "alternating_gateway_llamacpp_vs_llama_cpp_decode": m["overhead_llamacpp"]["gateway_vs_llama_cpp_decode"],
             "gateway_overhead_embedded_ms_p50": m["overhead_embedded"]["overhead_ms_p50"],
             "gateway_overhead_llamacpp_ms_p50": m["overhead_llamacpp"]["overhead_ms_p50"],
             "gateway_llamacpp_short_c1_vs_llama_cpp_p50": round(m["gateway_llamacpp"]["short_c1"]["p50_ms"]
@@ -346,8 +401,9 @@ def print_table(m: dict, r: dict, gates: dict) -> None:
                       f"{s['tokens_per_s_total']:>10}")
     for name in ("overhead_embedded", "overhead_llamacpp"):
         o = m[name]
-        print(f"{name}: in-process p50 {o['in_process']['p50_ms']} ms, gateway HTTP p50 "
-              f"{o['gateway_http']['p50_ms']} ms (alternating, same engine object)")
+        print(f"{name}: short answer in-process p50 {o['short_in_process']['p50_ms']} ms, gateway HTTP p50 "
+              f"{o['short_gateway_http']['p50_ms']} ms; decode tok/s {o['decode_tok_s']} -> gateway/llama.cpp "
+              f"{o['gateway_vs_llama_cpp_decode']} (alternating)")
     print(f"\ngateway overhead p50 (short answer, HTTP vs in-process): embedded "
           f"{r['gateway_overhead_embedded_ms_p50']} ms, llamacpp {r['gateway_overhead_llamacpp_ms_p50']} ms")
     for name, g in gates.items():

@@ -117,3 +117,9 @@ def test_parse_compute():
     assert parse_compute("cpu") == ("cpu", 0)
     assert parse_compute("8xH100-80g") == ("h100-80g", 8)
     assert parse_compute("a100-80g") == ("a100-80g", 1)
+
+
+def test_unknown_document_volume_is_not_treated_as_none():
+    a = advise({"labelled_examples": 1000})
+    assert a.facts["doc_tokens"] is None
+    assert "no domain documents" not in reasons(a, "rag")

@@ -59,10 +59,11 @@ class Facts(BaseModel):
     model_params: float | None = Field(None, gt=0, description="Base model size in parameters (e.g. 7e9).")
 
     @property
-    def tokens(self) -> int:
+    def tokens(self) -> int | None:
+        """Document volume in tokens; None when the user did not say (the document rules then stay silent)."""
         if self.doc_tokens is not None:
             return self.doc_tokens
-        return (self.doc_pages or 0) * TOKENS_PER_PAGE
+        return None if self.doc_pages is None else self.doc_pages * TOKENS_PER_PAGE
 
 
 @dataclass
@@ -123,14 +124,9 @@ def _gpu_memory_gb(kind: str) -> float | None:
     return matches[0].memory_bytes / 1e9 if matches else None
 
 
-def _apply_rules(f: Facts, s: dict[str, RouteScore]) -> None:
-    tokens = f.tokens
-    if f.knowledge_changes_often:
-        s["rag"].add(2.5, "knowledge changes often: retrieval reads the latest documents, no retraining")
-        s["peft+rag"].add(1.5, "knowledge changes often: retrieval keeps facts current while PEFT sets style")
-        s["peft"].add(-1.5, "knowledge changes often: facts learnt into weights go stale between trainings")
-        s["full"].add(-2.0, "knowledge changes often: each change needs a full retraining")
-        s["pretrain"].add(-2.0, "knowledge changes often: pre-training cannot follow frequent changes")
+def _document_rules(tokens: int | None, s: dict[str, RouteScore]) -> None:
+    if tokens is None:  # volume unknown: no document rule applies
+        return
     if tokens == 0:
         for r in ("rag", "peft+rag"):
             s[r].add(-3.0, "no domain documents: nothing to retrieve")
@@ -141,8 +137,19 @@ def _apply_rules(f: Facts, s: dict[str, RouteScore]) -> None:
         s["rag"].add(1.0, f"{tokens:,} document tokens: too many for a prompt, right for a knowledge base")
         s["peft+rag"].add(1.0, "a document base to retrieve from and to distil training pairs from")
         s["prompt"].add(-1.0, "the domain knowledge does not fit in a prompt")
+
+
+def _apply_rules(f: Facts, s: dict[str, RouteScore]) -> None:
+    tokens = f.tokens
+    if f.knowledge_changes_often:
+        s["rag"].add(2.5, "knowledge changes often: retrieval reads the latest documents, no retraining")
+        s["peft+rag"].add(1.5, "knowledge changes often: retrieval keeps facts current while PEFT sets style")
+        s["peft"].add(-1.5, "knowledge changes often: facts learnt into weights go stale between trainings")
+        s["full"].add(-2.0, "knowledge changes often: each change needs a full retraining")
+        s["pretrain"].add(-2.0, "knowledge changes often: pre-training cannot follow frequent changes")
+    _document_rules(tokens, s)
     n = f.labelled_examples
-    distillable = tokens >= 1_000_000
+    distillable = (tokens or 0) >= 1_000_000
     if n < 100:
         pts = -1.0 if distillable else -2.5
         why = (" (question/answer pairs can still be distilled from the documents)" if distillable else "")
@@ -210,7 +217,7 @@ def _apply_compute(f: Facts, s: dict[str, RouteScore], notes: list[str]) -> None
             s["full"].add(0.5, f"{count}×{kind} holds full fine-tuning states (≈{need:.0f} GB)")
         if 2.5 * f.model_params / 1e9 > mem:
             s["peft"].add(-0.5, f"the model needs QLoRA (4-bit) to fit one {kind}")
-    if count >= 64 and f.budget == "high" and f.tokens >= 10_000_000_000:
+    if count >= 64 and f.budget == "high" and (f.tokens or 0) >= 10_000_000_000:
         s["pretrain"].add(8.0, f"{f.tokens:,} tokens of own data, {count} GPUs and a high budget: a unique data "
                                "asset can justify pre-training (seed 003)")
     else:
