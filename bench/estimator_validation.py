@@ -182,23 +182,28 @@ def main() -> None:
     if args.merge and args.out.is_file():
         done = {r["setting"] for r in rows}
         rows = [r for r in json.loads(args.out.read_text(encoding="utf-8"))["rows"] if r["setting"] not in done] + rows
+    write_results(rows, args.out)
+
+
+def write_results(rows: list[dict], out: Path) -> dict:
     print_table(rows)
-    summary = {"settings": len(rows)}
+    summary: dict = {"settings": len(rows)}
     for mode in ("default", "mallopt"):
         errors = [abs(r[mode]["relative_error"]) for r in rows if mode in r]
         if errors:
             summary[mode] = {"mean_abs_relative_error": sum(errors) / len(errors),
                              "max_abs_relative_error": max(errors), "n": len(errors)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                   "machine": platform.platform(), "steps": STEPS, "summary": summary,
-                                   "rows": rows}, indent=2), encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "machine": platform.platform(), "steps": STEPS, "summary": summary,
+                               "rows": rows}, indent=2), encoding="utf-8")
     for mode in ("default", "mallopt"):
         if mode in summary:
             m = summary[mode]
             print(f"{mode}: mean |error| {m['mean_abs_relative_error']:.1%}, max |error| "
                   f"{m['max_abs_relative_error']:.1%} over {m['n']} settings")
-    print(f"→ {args.out}")
+    print(f"→ {out}")
+    return summary
 
 
 def measure(spec: dict, label: str) -> dict | None:

@@ -40,7 +40,8 @@ from verticalize.pipeline import run_pipeline  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cmrc2018" / "cmrc2018_trial.json"
 RESULTS = ROOT / "bench" / "results" / "ladder_cmrc2018.json"
-SYSTEM_PROMPT = "请根据资料回答问题，只用原文中的词语，答案尽量简短。Answer briefly with words from the text."
+# Short on purpose: it is prepended to every training and evaluation sequence (~1.6 SmolLM2 tokens per character).
+SYSTEM_PROMPT = "用原文中的词语简短回答。"
 KB_KS = (1, 2, 3, 5, 10, 20)
 
 
@@ -82,13 +83,15 @@ def overrides_for(args: argparse.Namespace) -> list[str]:
         "project.language=zh",
         "model.base=smollm2-135m-instruct",
         "model.max_seq_len=1024",
-        # ~300 characters ≈ 480 SmolLM2 tokens: two retrieved chunks keep the RAG prompt near 1k tokens.
+        # ~300 characters ≈ 480 SmolLM2 tokens per retrieved chunk: top_k chunks set the RAG prompt length.
         f"ingest.chunk_chars={args.chunk_chars}",
         "ingest.chunk_overlap=40",
         f"kb.top_k={args.top_k}",
         "data.generator=rules",
         "data.max_per_chunk=4",
         "data.cloze=true",
+        # A small validation split: it is scored at step 0 and at the end, a real cost on a busy CPU.
+        "data.split=[0.95, 0.05, 0.0]",
         "train.method=lora",
         "train.lora.r=16",
         "train.lora.alpha=32",
@@ -96,10 +99,10 @@ def overrides_for(args: argparse.Namespace) -> list[str]:
         "train.learning_rate=1.0e-3",
         f"train.max_steps={args.max_steps}",
         "train.batch_tokens=512",
-        "train.eval_every=50",
+        f"train.eval_every={max(args.max_steps, 1)}",
         "train.save_every=100",
         "eval.rungs=[prompt, rag, peft, peft+rag]",
-        "eval.few_shot=2",
+        "eval.few_shot=1",
         f"eval.max_new_tokens={args.max_new_tokens}",
         f"eval.max_examples={args.max_examples}",
         "eval.batch_size=8",
@@ -153,10 +156,10 @@ def main() -> None:
     ap.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA, help="CMRC 2018 SQuAD JSON")
     ap.add_argument("--docs-dir", type=Path, default=Path("/tmp/cmrc-docs"), help="where passages are written")
     ap.add_argument("--run-dir", type=Path, default=Path("/tmp/cmrc-run"), help="pipeline run directory")
-    ap.add_argument("--max-steps", type=int, default=150)
-    ap.add_argument("--max-examples", type=int, default=60)
-    ap.add_argument("--max-new-tokens", type=int, default=24)
-    ap.add_argument("--top-k", type=int, default=2)
+    ap.add_argument("--max-steps", type=int, default=24)
+    ap.add_argument("--max-examples", type=int, default=20)
+    ap.add_argument("--max-new-tokens", type=int, default=16)
+    ap.add_argument("--top-k", type=int, default=1)
     ap.add_argument("--chunk-chars", type=int, default=300)
     ap.add_argument("--force", action="store_true", help="redo cached stages")
     ap.add_argument("--out", type=Path, default=RESULTS)

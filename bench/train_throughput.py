@@ -163,6 +163,9 @@ def main() -> None:
     ap.add_argument("--ablation", action="append", default=[], metavar="NAME:KEY=V[,KEY=V]",
                     help="also run ours with these config overrides, e.g. fp32:train.precision=fp32 or "
                          "padded:train.packing=false (repeatable)")
+    ap.add_argument("--reuse-baseline", metavar="JSON", help="take the baseline row from an earlier result file with "
+                    "the same settings instead of training it again (it takes several times longer than ours); "
+                    "the report says so")
     ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--name", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sets", nargs="*", default=[], help=argparse.SUPPRESS)
@@ -179,12 +182,21 @@ def main() -> None:
     write_jsonl(work / "data" / "train.jsonl", make_examples(args.examples, seed=1))
     write_jsonl(work / "data" / "validation.jsonl", make_examples(args.val, seed=2))
     runs = [("baseline", "baseline", []), ("ours", "ours", [])]
+    reused = None
+    if args.reuse_baseline:
+        reused = json.loads(Path(args.reuse_baseline).read_text(encoding="utf-8"))
+        same = ("model", "examples", "validation_examples", "epochs", "learning_rate", "threads")
+        mine = {"model": args.model, "examples": args.examples, "validation_examples": args.val,
+                "epochs": args.epochs, "learning_rate": args.lr, "threads": args.threads or "default"}
+        if any(reused.get(k) != mine[k] for k in same):
+            sys.exit(f"--reuse-baseline: {args.reuse_baseline} was run with other settings")
+        runs = runs[1:]
     for spec in args.ablation:
         name, _, sets = spec.partition(":")
         runs.append((f"ours-{name}", "ours", sets.split(",")))
     common = [f"--{k}={v}" for k, v in vars(args).items()
               if k in ("examples", "val", "epochs", "lr", "model", "work", "threads")]
-    results = {}
+    results = {"baseline": {**reused["results"]["baseline"], "reused_from": reused["created"]}} if reused else {}
     for name, child, sets in runs:
         cmd = [sys.executable, __file__, *common, "--child", child, "--name", name, "--sets", *sets]
         done = subprocess.run(cmd, capture_output=True, text=True)
@@ -193,6 +205,8 @@ def main() -> None:
             sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
         results[name] = {**json.loads(line[0][len("RESULT "):]), "overrides": sets}
     for side, r in results.items():
+        if "reused_from" in r:
+            continue
         r["real_tokens_per_s"] = round(r["real_tokens"] / r["train_seconds"], 1)
         r["real_tokens_per_cpu_s"] = round(r["real_tokens"] / r["train_cpu_seconds"], 1)
         r["val_loss"] = round(validation_loss(args.model, r["adapter"], work / "data" / "validation.jsonl"), 4)

@@ -177,7 +177,7 @@ class TrainConfig(Section):
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps for linear warm-up (then cosine).")
-    batch_tokens: int = Field(2048, ge=16, description="Tokens per micro-batch (padding-free with packing); "
+    batch_tokens: int = Field(1024, ge=16, description="Tokens per micro-batch (padding-free with packing); "
                                                       "one optimizer step = batch_tokens x grad_accum per process.")
     pack_len: int = Field(512, ge=16, description="Longest packed row: a micro-batch is run as rows of at most "
                                                   "this many tokens (attention cost grows with the square of a "

@@ -253,3 +253,17 @@ def test_report_renders_in_headless_chromium(evaluated_run: tuple[RunDir, dict],
     stat = ImageStat.Stat(image.convert("L"))
     assert stat.stddev[0] > 10, "screenshot is blank"
     assert len(image.getcolors(maxcolors=1 << 20) or []) > 50  # text, bars and lines in many colours
+
+
+def test_answer_cut_inside_a_multibyte_character_drops_only_the_broken_tail(tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from verticalize.evaluate.generation import _decode_whole_chars
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok("年费龘", add_special_tokens=False)["input_ids"]  # 龘 is unseen: byte tokens
+    cut = ids[:-1]
+    assert tok.decode(cut).endswith("\ufffd")
+    assert _decode_whole_chars(tok, cut, cut=True) == "年费"
+    assert _decode_whole_chars(tok, ids, cut=True) == "年费龘"
+    assert _decode_whole_chars(tok, cut, cut=False).endswith("\ufffd")  # finished answers are left alone

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from verticalize.config import Config, ConfigError, load_config
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Project YAML (default: built-in defaults).")

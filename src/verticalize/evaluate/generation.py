@@ -159,6 +159,18 @@ def generate_answers(model: Any, tokenizer: Any, conversations: Sequence[list[di
                 n = row.index(eos) + 1
             elif tokenizer.pad_token_id in row:
                 n = row.index(tokenizer.pad_token_id)
-            text = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
+            text = _decode_whole_chars(tokenizer, row[:n], cut=n == max_new_tokens)
             results[i] = Generated(text=text, new_tokens=n, latency_s=elapsed, batch=start)
     return [r for r in results if r is not None]
+
+
+def _decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
+    """Decoded answer; when max_new_tokens cut it, up to three trailing tokens holding half a multi-byte
+    character (decoded as U+FFFD) are dropped, but real text is never thrown away."""
+    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    if cut and text.endswith("\ufffd"):
+        for drop in range(1, min(3, len(ids) - 1) + 1):
+            shorter = tokenizer.decode(ids[:-drop], skip_special_tokens=True).strip()
+            if not shorter.endswith("\ufffd"):
+                return shorter
+    return text

@@ -45,9 +45,9 @@ def format_estimate(est: Estimate) -> str:
     gib = lambda b: f"{b / GIB:.2f}"
     rows = [["weights", gib(m.weights)], ["gradients", gib(m.gradients)], ["optimizer states", gib(m.optimizer)],
             ["activations", gib(m.activations)], ["logits + loss", gib(m.logits)],
-            ["framework overhead", gib(m.overhead)], ["CPU heap slack", gib(m.heap_slack)],
-            ["total per device", gib(m.total)],
-            ["available", gib(est.available_bytes)]]
+            ["framework overhead", gib(m.overhead)],
+            *([["CPU heap slack", gib(m.heap_slack)]] if m.heap_slack else []),
+            ["total per device", gib(m.total)], ["available", gib(est.available_bytes)]]
     verdict = "fits" if est.fits else "DOES NOT FIT"
     out = [_setting_line(est),
            f"trainable parameters: {human_count(est.trainable)} ({est.trainable_share:.3%} of the model)",
