@@ -41,6 +41,9 @@ def test_load_no_5xx_and_no_lost_feedback(tmp_path: Path, tiny_model_dir: Path):
                                      "  max_queue: 16\n  max_output_tokens: 16\n", encoding="utf-8")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
+    # One torch thread: two generations run at once, and spinning thread pools on a shared 2-core machine made
+    # each tiny-model step ~8x slower than single-threaded (measured).
+    env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.Popen([sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -228,7 +228,8 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
             grad_norm = acc.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm)
             loss_val = float(acc.reduce(step_loss.to(acc.device), reduction="mean"))
             gn = float(grad_norm) if grad_norm is not None else 0.0
-            if not (math.isfinite(loss_val) and math.isfinite(gn)):
+            # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers the scale)
+            if not math.isfinite(loss_val) or (not scaler.is_enabled() and not math.isfinite(gn)):
                 raise DivergedError(f"stage '{run.name}': training loss/gradient became non-finite (loss={loss_val}, "
                                     f"grad_norm={gn}) at step {st['step'] + 1}; lower train.learning_rate, use "
                                     f"train.precision=fp32, or check the data. Last checkpoint: {run.ckpt_dir}")
