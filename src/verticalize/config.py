@@ -231,6 +231,8 @@ class ServeConfig(Section):
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     rag_adapters: list[str] = Field(default_factory=list, description="Adapters whose profile always adds retrieval.")
+    torch_threads: int = Field(0, ge=0, description="embedded engine: torch CPU threads (0: torch's default). "
+                                                    "1 is fastest on a CPU shared with other work.")
     gguf_type: Literal["f16", "q8_0", "f32"] = Field("f16", description="Weight type of `export --to gguf/ollama` "
                                                                        "(norms stay f32).")
     gguf_dir: str | None = Field(None, description="llamacpp engine: folder of exported GGUFs (one <name>/model.gguf "

@@ -74,6 +74,10 @@ def _base_name(cfg: Config) -> str:
 def serve_run(cfg: Config, run: RunDir) -> None:
     import uvicorn
 
+    if cfg.serve.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.serve.torch_threads)
     app = create_app(build_gateway(cfg, run))
     # In-flight requests finish on SIGTERM/SIGINT: uvicorn stops accepting, then waits up to this long.
     uvicorn.run(app, host=cfg.serve.host, port=cfg.serve.port, log_level="info",
