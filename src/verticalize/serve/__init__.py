@@ -64,7 +64,9 @@ def build_engine(cfg: Config, run: RunDir) -> Any:
         from verticalize.serve.vllm import VLLMEngine
 
         return VLLMEngine.from_config(cfg, _base_name(cfg))
-    return EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg))
+    return EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg),
+                                   max_batch=cfg.serve.max_batch_size,
+                                   batch_window_s=cfg.serve.batch_window_ms / 1000)
 
 
 def _base_name(cfg: Config) -> str:

@@ -1,15 +1,13 @@
 """Engines: what turns a prompt into tokens. The HTTP layer only sees the `Engine` interface.
 
 `EmbeddedEngine` runs Transformers + PEFT in-process with every adapter of a run loaded at once: one base model in
-memory, adapters switched per request (LoRA-family adapters share one forward; the base is reached through
-PEFT's `disable_adapter`). Generation runs in worker threads; torch releases the GIL in its kernels.
+memory; requests that arrive together are generated together (serve/batching.py), rows for different LoRA
+adapters in one forward pass through PEFT's mixed-adapter batches, the base model as PEFT's `__base__` row.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -99,24 +97,30 @@ class _StopOnText:
 
 
 class EmbeddedEngine:
-    """Transformers + PEFT in-process. One lock per model: a PEFT model has one active adapter at a time."""
+    """Transformers + PEFT in-process; requests are batched by `BatchScheduler` (one worker owns the model)."""
 
-    def __init__(self, model: Any, tokenizer: Any, base_name: str, adapters: dict[str, Path] | None = None):
+    def __init__(self, model: Any, tokenizer: Any, base_name: str, adapters: dict[str, Path] | None = None,
+                 max_batch: int = 8, batch_window_s: float = 0.01):
+        from verticalize.serve.batching import BatchScheduler
+
         self.model = model
         self.tokenizer = tokenizer
         self.base_name = base_name
         self.adapters: list[str] = []
-        self._lock = threading.Lock()
         for name, path in (adapters or {}).items():
             self._load_adapter(name, path)
         self.model.eval()
+        self.mixed_batches = bool(self.adapters) and all(self._is_plain_lora(n) for n in self.adapters)
+        self.scheduler = BatchScheduler(self, max_batch=max_batch, window_s=batch_window_s)
 
     @classmethod
-    def from_run(cls, model_cfg: Any, adapters_dir: Path, base_name: str | None = None) -> "EmbeddedEngine":
+    def from_run(cls, model_cfg: Any, adapters_dir: Path, base_name: str | None = None,
+                 **batching: Any) -> "EmbeddedEngine":
         from verticalize.models import load_base
 
         model, tokenizer = load_base(model_cfg)
-        return cls(model, tokenizer, base_name or Path(model_cfg.base).name, discover_adapters(adapters_dir))
+        return cls(model, tokenizer, base_name or Path(model_cfg.base).name, discover_adapters(adapters_dir),
+                   **batching)
 
     def _load_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel
@@ -126,6 +130,10 @@ class EmbeddedEngine:
         else:
             self.model.load_adapter(str(path), adapter_name=name)
         self.adapters.append(name)
+
+    def _is_plain_lora(self, name: str) -> bool:
+        config = self.model.peft_config[name]
+        return str(getattr(config, "peft_type", "")).endswith("LORA") and not getattr(config, "use_dora", False)
 
     def model_names(self) -> list[str]:
         return [self.base_name, *self.adapters]
@@ -141,57 +149,25 @@ class EmbeddedEngine:
         return len(self._prompt_ids(req))
 
     def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
-        import torch
-        from transformers import TextIteratorStreamer
+        return self.scheduler.submit(req, self._prompt_ids(req), on_text)
 
-        ids = self._prompt_ids(req)
-        input_ids = torch.tensor([ids])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                      max_new_tokens=req.max_tokens, streamer=streamer,
-                                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if req.temperature > 0:
-            kwargs.update(do_sample=True, temperature=req.temperature, top_p=req.top_p)
-        else:
-            kwargs.update(do_sample=False)
-        output: dict[str, Any] = {}
+    # ------------------------------------------------------------------------------------------ for the scheduler
+    def eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        found = set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            found.add(self.tokenizer.eos_token_id)
+        return found
 
-        def work() -> None:
-            try:
-                with torch.inference_mode():
-                    if req.seed is not None:
-                        torch.manual_seed(req.seed)
-                    output["ids"] = self._generate_with_adapter(req.model, kwargs)
-            except BaseException as e:  # surfaced to the caller below
-                output["error"] = e
-                streamer.end()
+    def can_share_batch(self, a: str, b: str) -> bool:
+        """Rows for different adapters share a forward pass only through PEFT's mixed LoRA batches."""
+        return a == b or self.mixed_batches
 
-        cutter = _StopOnText(req.stop or [], on_text)
-        started = time.perf_counter()
-        ttft: float | None = None
-        itl: list[float] = []
-        last = started
-        with self._lock:
-            worker = threading.Thread(target=work, daemon=True)
-            worker.start()
-            for piece in streamer:
-                t = time.perf_counter()
-                if piece:
-                    if ttft is None:
-                        ttft = t - started
-                    else:
-                        itl.append(t - last)
-                    last = t
-                    cutter.feed(piece)
-            worker.join()
-        if "error" in output:
-            raise output["error"]
-        cutter.finish()
-        new_tokens = len(output["ids"][0]) - len(ids)
-        finish = "stop" if cutter.stopped or new_tokens < req.max_tokens else "length"
-        return GenerationResult(cutter.text, len(ids), new_tokens, finish, ttft, itl)
-
-    def _generate_with_adapter(self, name: str, kwargs: dict[str, Any]) -> Any:
+    def generate_rows(self, models: list[str], kwargs: dict[str, Any]) -> Any:
+        if len(set(models)) > 1:
+            names = [m if m in self.adapters else "__base__" for m in models]
+            return self.model.generate(**kwargs, adapter_names=names)
+        name = models[0]
         if name in self.adapters:
             self.model.set_adapter(name)
             return self.model.generate(**kwargs)
