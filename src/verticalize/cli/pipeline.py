@@ -29,10 +29,11 @@ def ladder_table(ladder: dict[str, Any], title: str = "ladder") -> Table:
     for m in metrics:
         table.add_column(m, justify="right")
     table.add_column("gates")
+    gates = ladder.get("gates") or ladder.get("gate_results") or []
     for name, row in rungs.items():
         cells = [f"{row[m]:.3f}" if isinstance(row.get(m), float) else str(row.get(m, "")) for m in metrics]
-        gate = row.get("passes_all_gates")
-        cells.append("" if gate is None else ("pass" if gate else "fail"))
+        passed = [g.get("results", {}).get(name, {}).get("passed") for g in gates]
+        cells.append(f"{sum(1 for p in passed if p)}/{len(passed)}" if passed else "")
         table.add_row(name, *cells)
     return table
 
