@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,18 @@ def test_run_command_prints_summary(demo_run, tiny_model_dir: Path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "peft+rag" in r.stdout and "recommendation" in r.stdout and "report.html" in r.stdout
+
+
+def test_classification_demo_compares_prefix_and_lora(tmp_path: Path, tiny_model_dir: Path):
+    args = [sys.executable, "-m", "verticalize", "demo", "--task", "classification", "--run-dir",
+            str(tmp_path / "cls")]
+    for o in (f"model.base={tiny_model_dir}", "train.max_steps=3", "train.eval_every=3", "eval.max_examples=4",
+              "eval.max_new_tokens=3", "train.lora.target_modules=[q_proj, v_proj]"):
+        args += ["--set", o]
+    env = {**os.environ, "COLUMNS": "200"}  # rich tables are cut to 80 columns when stdout is not a terminal
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "prefix vs lora" in r.stdout and "prefix:peft" in r.stdout and "lora:peft" in r.stdout
+    for method in ("prefix", "lora"):
+        ladder = json.loads((tmp_path / f"cls-{method}" / "eval" / "ladder.json").read_text())
+        assert ladder["task"] == "classification" and "accuracy" in ladder["rungs"]["peft"]
