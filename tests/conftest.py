@@ -19,6 +19,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny matrices: one thread is faster, and on a shared 2-core machine two threads can stall each other."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def require_program(name: str) -> str:
     """Path of a system program; skip when missing locally, fail under CI (where the README's set-up installs it)."""
     path = shutil.which(name)

@@ -14,13 +14,7 @@ from verticalize.artifacts import RunDir, read_jsonl
 from verticalize.config import load_config
 from verticalize.train import DivergedError, TrainError, train
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster, and on a shared 2-core machine two threads can stall each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FACTS = ["The annual fee is waived after six uses.", "Loans need proof of income and an ID.",

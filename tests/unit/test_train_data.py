@@ -12,13 +12,7 @@ from verticalize.train.data import ChatEncoder, Example, TrainError, holdout_spl
     load_text_examples
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: one thread is faster, and on a shared 2-core machine two threads can stall each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from verticalize.serve.engine import GenerationResult, TokenClock, _StopOnText
+
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
 
@@ -45,27 +47,21 @@ class _RowStreamer:
         self.printed = [0] * len(cutters)
         self.done = [False] * len(cutters)
         self.ended_by_eos = [False] * len(cutters)
-        self.first_token_at: list[float | None] = [None] * len(cutters)
-        self.gaps: list[list[float]] = [[] for _ in cutters]
-        self._last: list[float] = [0.0] * len(cutters)
+        started = time.perf_counter()
+        self.clocks = [TokenClock(started) for _ in cutters]
         self._prompt_seen = False
 
     def put(self, value: Any) -> None:
         if not self._prompt_seen:  # generate() first reports the prompt
             self._prompt_seen = True
             return
-        now = time.perf_counter()
         for row, token in enumerate(value.reshape(-1).tolist()):
             if self.done[row]:
                 continue
             if token in self.eos_ids:
                 self.done[row] = self.ended_by_eos[row] = True
                 continue
-            if self.first_token_at[row] is None:
-                self.first_token_at[row] = now
-            else:
-                self.gaps[row].append(now - self._last[row])
-            self._last[row] = now
+            self.clocks[row].tick()
             self.tokens[row].append(token)
             self.done[row] = len(self.tokens[row]) >= self.limits[row]
             text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
@@ -131,8 +127,6 @@ class BatchScheduler:
                 job.future.set_result(result)
 
     def _run(self, batch: list[_Job]) -> list[Any]:
-        from verticalize.serve.engine import GenerationResult, _StopOnText
-
         import torch
 
         tok = self.engine.tokenizer
@@ -150,7 +144,6 @@ class BatchScheduler:
             kwargs.update(do_sample=True, temperature=req.temperature, top_p=req.top_p)
         else:
             kwargs.update(do_sample=False)
-        started = time.perf_counter()
         with torch.inference_mode():
             if req.seed is not None:
                 torch.manual_seed(req.seed)
@@ -165,6 +158,6 @@ class BatchScheduler:
             eos_ended = streamer.ended_by_eos[row]
             n_new = len(streamer.tokens[row]) + (1 if eos_ended else 0)  # the end-of-turn token counts, as in HF
             finish = "stop" if cutter.stopped or eos_ended else "length"
-            ttft = (streamer.first_token_at[row] - started) if streamer.first_token_at[row] else None
-            results.append(GenerationResult(cutter.text, len(job.ids), n_new, finish, ttft, streamer.gaps[row]))
+            clock = streamer.clocks[row]
+            results.append(GenerationResult(cutter.text, len(job.ids), n_new, finish, clock.first, clock.gaps))
         return results

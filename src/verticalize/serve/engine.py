@@ -8,6 +8,7 @@ adapters in one forward pass through PEFT's mixed-adapter batches, the base mode
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -63,6 +64,24 @@ def discover_adapters(adapters_dir: Path) -> dict[str, Path]:
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
     info = adapter_dir / "verticalize_adapter.json"
     return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+
+
+class TokenClock:
+    """Time to first token and the gaps between tokens, as every engine reports them."""
+
+    def __init__(self, started: float | None = None):
+        self.started = started if started is not None else time.perf_counter()
+        self.first: float | None = None  # seconds from start to the first token
+        self.gaps: list[float] = []
+        self._last = self.started
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now - self.started
+        else:
+            self.gaps.append(now - self._last)
+        self._last = now
 
 
 class _StopOnText:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import codecs
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.serve.engine import GenerationRequest, GenerationResult, _StopOnText
+from verticalize.serve.engine import GenerationRequest, GenerationResult, TokenClock, _StopOnText
 
 GGUF_NAME = "model.gguf"
 
@@ -114,10 +113,7 @@ class LlamaCppEngine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
         greedy = req.temperature <= 0
         n_new, ended = 0, False
-        started = time.perf_counter()
-        ttft: float | None = None
-        itl: list[float] = []
-        last = started
+        clock = TokenClock()
         with model.lock:
             llm = model.llm
             if req.seed is not None:
@@ -129,16 +125,11 @@ class LlamaCppEngine:
                     ended = True
                     break
                 n_new += 1
-                now = time.perf_counter()
-                if ttft is None:
-                    ttft = now - started
-                else:
-                    itl.append(now - last)
-                last = now
+                clock.tick()
                 cutter.feed(decoder.decode(llm.detokenize([token])))
                 if cutter.stopped or n_new >= req.max_tokens:
                     break
         cutter.feed(decoder.decode(b"", final=True))
         cutter.finish()
         finish = "stop" if ended or cutter.stopped else "length"
-        return GenerationResult(cutter.text, len(ids), n_new, finish, ttft, itl)
+        return GenerationResult(cutter.text, len(ids), n_new, finish, clock.first, clock.gaps)

@@ -10,10 +10,9 @@ checked before a request leaves the gateway.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable
 
-from verticalize.serve.engine import GenerationRequest, GenerationResult
+from verticalize.serve.engine import GenerationRequest, GenerationResult, TokenClock
 
 
 class VLLMUnavailable(FileNotFoundError):
@@ -72,22 +71,14 @@ class VLLMEngine:
             stream = self.client.completions.create(prompt=req.prompt or "", **common)
         parts: list[str] = []
         finish, usage = "stop", None
-        started = time.perf_counter()
-        ttft: float | None = None
-        itl: list[float] = []
-        last = started
+        clock = TokenClock()
         for chunk in stream:
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
                 piece = choice.delta.content if hasattr(choice, "delta") else choice.text
                 if piece:
-                    now = time.perf_counter()
-                    if ttft is None:
-                        ttft = now - started
-                    else:
-                        itl.append(now - last)
-                    last = now
+                    clock.tick()
                     parts.append(piece)
                     if on_text:
                         on_text(piece)
@@ -99,4 +90,4 @@ class VLLMEngine:
         else:
             prompt_tokens = self.count_prompt_tokens(req)
             completion_tokens = len(self.tokenizer(text)["input_ids"]) if self.tokenizer else len(parts)
-        return GenerationResult(text, prompt_tokens, completion_tokens, finish, ttft, itl)
+        return GenerationResult(text, prompt_tokens, completion_tokens, finish, clock.first, clock.gaps)
