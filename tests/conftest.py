@@ -55,3 +55,66 @@ def make_lora_adapter(base_dir: Path, out: Path, seed: int, r: int = 4) -> Path:
     peft_model.save_pretrained(out)
     (out / "verticalize_adapter.json").write_text(json.dumps({"name": out.name, "method": "lora"}))
     return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m verticalize serve RUN` on a loopback port, ready when /ready answers, until stopped."""
+
+    def __init__(self, run: Path, *overrides: str, api_key: str | None = None, env: dict | None = None):
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.api_key = api_key
+        args = [sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(self.port)]
+        for item in overrides:
+            args += ["--set", item]
+        full_env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
+        full_env.update({"VERTICALIZE_API_KEY": api_key} if api_key else {})
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, key: str | None = None):
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key or self.api_key or "unused", max_retries=0,
+                             timeout=60)
+
+    def stop(self, sig: int | None = None) -> str:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.stdout.read() if self.proc.stdout else ""

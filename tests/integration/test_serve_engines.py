@@ -7,19 +7,13 @@ vLLM itself needs a GPU; its stand-in is a real OpenAI-compatible server on loop
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from conftest import make_lora_adapter
+from conftest import ServerProcess, free_port, make_lora_adapter
 from verticalize.artifacts import RunDir
 from verticalize.serve.engine import GenerationRequest
 
@@ -27,50 +21,6 @@ HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(not HAVE_LLAMA_CPP, reason="llama-cpp-python is an optional extra "
                                      "(pip install 'verticalize[llamacpp]'); the llamacpp engine needs it")
 QUESTION = [{"role": "user", "content": "What is the annual fee?"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerProcess:
-    """`python -m verticalize serve RUN` on a loopback port, until stopped."""
-
-    def __init__(self, run: Path, *overrides: str):
-        self.port = _free_port()
-        args = [sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(self.port)]
-        for item in overrides:
-            args += ["--set", item]
-        env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("server did not become ready")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, timeout=60)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +84,7 @@ def test_vllm_engine_says_how_to_start_vllm():
     from verticalize.serve.vllm import VLLMEngine, VLLMUnavailable
 
     with pytest.raises(VLLMUnavailable, match="launch_vllm.sh"):
-        VLLMEngine(f"http://127.0.0.1:{_free_port()}/v1", "base", timeout_s=2)
+        VLLMEngine(f"http://127.0.0.1:{free_port()}/v1", "base", timeout_s=2)
 
 
 # ----------------------------------------------------------------------------------------------- llama.cpp

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,16 +14,11 @@ import httpx
 import openai
 import pytest
 
-from conftest import make_lora_adapter, require_program
+from conftest import ServerProcess as Server
+from conftest import free_port, make_lora_adapter, require_program
 from verticalize.artifacts import write_jsonl
 
 API_KEY = "test-key-123"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -52,43 +45,9 @@ def served_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -
     return run
 
 
-class Server:
-    def __init__(self, run: Path, port: int):
-        env = {**os.environ, "VERTICALIZE_API_KEY": API_KEY}
-        self.port = port
-        self.proc = subprocess.Popen([sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(port)],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("server did not become ready")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def client(self, key: str = API_KEY) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=60)
-
-    def stop(self, sig: int = signal.SIGTERM) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.stdout.read() if self.proc.stdout else ""
-
-
 @pytest.fixture(scope="module")
 def server(served_run: Path):
-    s = Server(served_run, _free_port())
+    s = Server(served_run, api_key=API_KEY)
     yield s
     s.stop()
 
@@ -185,7 +144,7 @@ def test_over_capacity_gets_429(server: Server):
 
 
 def test_feedback_survives_kill_9(served_run: Path):
-    s = Server(served_run, _free_port())
+    s = Server(served_run, api_key=API_KEY)
     try:
         client = s.client()
         r = client.chat.completions.create(model="task", temperature=0, max_tokens=4, messages=[
@@ -223,7 +182,7 @@ def test_real_prometheus_scrapes_requests(server: Server, tmp_path: Path):
     client = server.client()
     for _ in range(3):
         client.chat.completions.create(model="domain", messages=[{"role": "user", "content": "fee"}], max_tokens=2)
-    port = _free_port()
+    port = free_port()
     cfg = tmp_path / "prometheus.yml"
     cfg.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: verticalize\n"
                    f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n", encoding="utf-8")

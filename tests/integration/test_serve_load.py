@@ -6,12 +6,7 @@ those responses must be in the SQLite store afterwards, read from the file after
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,16 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import make_lora_adapter
+from conftest import ServerProcess, make_lora_adapter
 
 REQUESTS = 40
 CONCURRENCY = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(300)
@@ -39,25 +28,11 @@ def test_load_no_5xx_and_no_lost_feedback(tmp_path: Path, tiny_model_dir: Path):
     # Two requests generate at once, the other six of the client's eight wait in the queue (room for 16).
     (run / "config.yaml").write_text(f"model:\n  base: {tiny_model_dir}\nserve:\n  max_concurrency: 2\n"
                                      "  max_queue: 16\n  max_output_tokens: 16\n", encoding="utf-8")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "VERTICALIZE_API_KEY"}
     # One torch thread: two generations run at once, and spinning thread pools on a shared 2-core machine made
     # each tiny-model step ~8x slower than single-threaded (measured).
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.Popen([sys.executable, "-m", "verticalize", "serve", str(run), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(run, env={"OMP_NUM_THREADS": "1"})
+    url = server.url
     try:
-        deadline = time.time() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.time() < deadline, "server did not become ready"
-                time.sleep(0.3)
-
         def one(i: int) -> tuple[int, int, str | None]:
             with httpx.Client(base_url=url, timeout=120) as http:
                 body = {"model": ("task", "domain")[i % 2], "max_tokens": 8, "temperature": 0,
@@ -75,11 +50,7 @@ def test_load_no_5xx_and_no_lost_feedback(tmp_path: Path, tiny_model_dir: Path):
             results = list(pool.map(one, range(REQUESTS)))
         elapsed = time.perf_counter() - started
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
     statuses = [s for s, _, _ in results]
     assert statuses == [200] * REQUESTS, f"statuses {sorted(set(statuses))}"
