@@ -128,7 +128,7 @@ def bench_in_process(work: Path, threads: int) -> dict:
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
     from verticalize.serve import build_engine
-    from verticalize.serve.engine import GenerationRequest
+    from verticalize.engine import GenerationRequest
 
     torch.set_num_threads(threads)
     cfg = load_config(work / "config.yaml", [f"project.run_dir={work}"])
@@ -245,7 +245,7 @@ def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int, gguf:
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
     from verticalize.serve import build_engine, build_gateway, create_app
-    from verticalize.serve.engine import GenerationRequest
+    from verticalize.engine import GenerationRequest
 
     torch.set_num_threads(threads)
     cfg = load_config(work / "config.yaml", [f"project.run_dir={work}", f"serve.engine={engine_name}",

@@ -41,6 +41,10 @@ class ProjectConfig(Section):
     language: Literal["auto", "zh", "en"] = Field("auto", description="Main language of the documents; auto detects.")
     system_prompt: str = Field("You are a careful assistant for this domain. Answer from the domain's rules.",
                                description="Domain system prompt used in training and by every evaluation rung.")
+    refusal: dict[str, str] = Field(
+        {"en": "The documents do not contain the answer.", "zh": "资料中没有答案。"},
+        description="The answer, per language (en, zh), when the documents do not hold one: taught in training, "
+                    "asked for by the prompt, counted as a refusal by the ladder.")
 
 
 class ModelConfig(Section):
@@ -115,6 +119,20 @@ class AugmentConfig(Section):
     max_per_example: int = Field(1, ge=0, description="At most this many augmented variants per example.")
 
 
+class ContextConfig(Section):
+    enabled: bool = Field(True, description="Train the way the model is asked with retrieval (RAFT): each pair "
+                                            "gets passages from the knowledge base in the serving prompt format.")
+    distractors: int = Field(2, ge=0, description="Retrieved non-answer passages shown beside the source chunk.")
+    oracle_share: float = Field(0.8, ge=0, le=1, description="Share of context examples that show the source "
+                                                             "chunk; the rest show distractors only and are "
+                                                             "answered with project.refusal.")
+    closed_book_share: float = Field(0.2, ge=0, le=1, description="Share of pairs also kept without passages, "
+                                                                  "so the peft rung learns facts too.")
+    passage_tokens: int = Field(200, ge=20, description="Longest passage shown in a prompt (estimated tokens; a "
+                                                        "longer chunk is shown as its sentences around the "
+                                                        "question), in training, evaluation and serving alike.")
+
+
 class DataConfig(Section):
     generator: Literal["rules", "llm", "both"] = Field("rules", description="Distillation generator.")
     max_per_chunk: int = Field(4, ge=0, description="At most this many generated pairs per chunk.")
@@ -134,6 +152,8 @@ class DataConfig(Section):
     labels: list[str] = Field(default_factory=list, description="Label set for classification (empty: from data).")
     teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="LLM teacher endpoint.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
+    context: ContextConfig = Field(default_factory=ContextConfig, description="Retrieval-augmented training "
+                                                                              "examples (RAFT).")
 
     @field_validator("split")
     @classmethod
@@ -174,6 +194,10 @@ class TrainConfig(Section):
     prefix: PrefixConfig = Field(default_factory=PrefixConfig, description="Prefix/prompt tuning settings.")
     epochs: float = Field(3.0, gt=0, description="Training epochs.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    max_tokens: int | None = Field(150_000, ge=1, description="Token budget: at most this many tokens are trained "
+                                                              "on (epochs are cut to it; null: no budget). The "
+                                                              "default keeps a CPU run near 8 minutes; raise it on "
+                                                              "a GPU.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps for linear warm-up (then cosine).")
@@ -212,7 +236,7 @@ class EvalConfig(Section):
                              description="Ladder rungs to measure (prompt, rag, peft, peft+rag, full); with this "
                                          "default list, full is added when a full fine-tune was trained.")
     few_shot: int = Field(3, ge=0, description="Few-shot examples for the prompt rung.")
-    max_new_tokens: int = Field(64, ge=1, description="Generation length per answer.")
+    max_new_tokens: int = Field(32, ge=1, description="Longest answer in tokens (answers are short spans; a trained adapter stops early).")
     max_examples: int | None = Field(None, ge=1, description="Evaluate at most this many test examples.")
     judge: bool = Field(False, description="Also score with the LLM judge (teacher endpoint).")
     batch_size: int = Field(8, ge=1, description="Questions generated together (left-padded); each answer's latency "

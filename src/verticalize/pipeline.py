@@ -79,7 +79,7 @@ class Pipeline:
             return fingerprint(c.data.model_dump(mode="json"), c.project.seed, c.project.system_prompt,
                                _fingerprint_inputs(c.project.seed_data),
                                _fingerprint_inputs([self.test_set] if self.test_set else []),
-                               self.keys.get("ingest"))
+                               self.keys.get("ingest"), self.keys.get("kb"))
         if stage == "train":
             return fingerprint(c.train.model_dump(mode="json"), c.model.model_dump(mode="json"),
                                c.project.seed, c.project.system_prompt, self.keys.get("data"))

@@ -130,6 +130,42 @@ def test_user_test_file_overrides_and_planted_duplicate_is_decontaminated(tmp_pa
     assert "Internal policy question 4: what is the limit for product 4?" in remaining
 
 
+def test_unanswerable_test_questions_reach_the_test_split_only(tmp_path: Path):
+    from verticalize.evaluate.testsets import load_test_set as load_eval_test_set
+
+    run = RunDir(tmp_path / "run")
+    _write_chunks(run)
+    test_file = tmp_path / "human_test.jsonl"
+    test_file.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "Who answers loan applications?", "answer": ["The bank", "the bank, within 15 working days"]},
+        {"question": "Who founded the bank?", "answer": []},
+        {"question": "What is the bank's share price?", "answer": "", "answerable": False},
+    ]) + "\n", encoding="utf-8")
+    seed = tmp_path / "seed.jsonl"  # an unanswerable row in *training* data is refused, not trained on
+    seed.write_text(json.dumps({"question": "Who founded the bank?", "answer": []}) + "\n"
+                    + json.dumps({"question": "What is the overdraft fee?", "answer": ["5% per year"]}) + "\n",
+                    encoding="utf-8")
+    cfg = _cfg(tmp_path, f"project.test_set={test_file}", f"project.seed_data=[{seed}]")
+    manifest = build_dataset(cfg, run, progress=False)
+    test = list(read_jsonl(run.dataset_split("test")))
+    assert [(e["meta"]["question"], e["meta"]["answer"], e["meta"].get("answerable", True)) for e in test] == [
+        ("Who answers loan applications?", "The bank", True),
+        ("Who founded the bank?", "", False),
+        ("What is the bank's share price?", "", False)]
+    assert test[0]["meta"]["answers"] == ["The bank", "the bank, within 15 working days"]
+    assert manifest["test_set_import"]["problems_total"] == 0
+    assert any("unanswerable question" in p for p in manifest["seed_import"]["problems"])
+    trained = [e for s in ("train", "validation") for e in read_jsonl(run.dataset_split(s))]
+    questions = {e["meta"]["question"] for e in trained}
+    assert trained and all(e["meta"]["answer"].strip() for e in trained)
+    assert "What is the overdraft fee?" in questions
+    assert not questions & {"Who founded the bank?", "What is the bank's share price?"}
+    # The evaluation stage reads the written test split back with the unanswerable questions marked.
+    ts = load_eval_test_set(run)
+    assert [(e.answerable, e.references) for e in ts.examples] == [
+        (True, ["The bank", "the bank, within 15 working days"]), (False, []), (False, [])]
+
+
 def test_seed_only_classification_writes_labels(tmp_path: Path):
     run = RunDir(tmp_path / "run")
     seed = tmp_path / "tickets.csv"
@@ -229,7 +265,7 @@ def test_cmrc2018_passages_as_chunks_and_human_questions_as_test_set(tmp_path: P
     assert manifest["test_set_import"]["problems_total"] == 2
     assert counts["splits"]["train"] > 300 and counts["by_kind"]["train"] == {"synthetic": counts["splits"]["train"]}
     # A rule question that is also a human test question ("什么是标准杆数？") is removed from training.
-    assert counts["decontamination"]["train"] >= 1
+    assert counts["decontamination"]["train"] + counts["decontamination"]["validation"] >= 1
     test_questions = {e["meta"]["question"] for e in read_jsonl(run.dataset_split("test"))}
     assert not test_questions & {e["meta"]["question"] for e in read_jsonl(run.dataset_split("train"))}
 

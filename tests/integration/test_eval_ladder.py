@@ -258,7 +258,7 @@ def test_report_renders_in_headless_chromium(evaluated_run: tuple[RunDir, dict],
 def test_answer_cut_inside_a_multibyte_character_drops_only_the_broken_tail(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from verticalize.evaluate.generation import _decode_whole_chars
+    from verticalize.batching import decode_whole_chars as _decode_whole_chars
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     ids = tok("年费龘", add_special_tokens=False)["input_ids"]  # 龘 is unseen: byte tokens

@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import make_lora_adapter
-from verticalize.serve.engine import EmbeddedEngine, GenerationRequest
+from verticalize.engine import EmbeddedEngine, GenerationRequest
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ServerProcess, free_port, make_lora_adapter
 from verticalize.artifacts import RunDir
-from verticalize.serve.engine import GenerationRequest
+from verticalize.engine import GenerationRequest
 
 HAVE_LLAMA_CPP = importlib.util.find_spec("llama_cpp") is not None
 needs_llama_cpp = pytest.mark.skipif(not HAVE_LLAMA_CPP, reason="llama-cpp-python is an optional extra "

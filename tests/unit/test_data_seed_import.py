@@ -142,3 +142,79 @@ def test_utf16_without_bom_is_read_and_a_binary_file_is_reported(tmp_path: Path)
     assert report.files["utf16.jsonl"]["imported"] == 1
     assert len(report.problems) == 1 and report.problems[0].startswith("blob.jsonl: unreadable file: not a text file")
     assert report.files["blob.jsonl"]["rows"] == 0 and "error" in report.files["blob.jsonl"]
+
+
+def test_list_answers_are_accepted_and_unanswerable_rows_never_become_training_data(tmp_path: Path):
+    path = _write_jsonl(tmp_path / "seed.jsonl", [
+        {"question": "Who signs the loan?", "answer": ["The borrower.", "the borrower", "The borrower."]},
+        {"instruction": "Annual fee?", "output": ["100 yuan"]},
+        {"question": "Who founded the bank?", "answer": []},
+        {"question": "When?", "answer": "n/a", "answerable": False},
+        {"question": "Blank refs?", "answer": ["", " "]},
+    ])
+    examples, report = import_seed_files([path])
+    assert [(e["meta"]["question"], e["meta"]["answer"], e["meta"]["answers"]) for e in examples] == [
+        ("Who signs the loan?", "The borrower.", ["The borrower.", "the borrower"]),
+        ("Annual fee?", "100 yuan", ["100 yuan"])]
+    assert examples[0]["messages"][-1] == {"role": "assistant", "content": "The borrower."}
+    assert [p.split(":")[1] for p in report.problems] == ["3", "4", "5"]
+    assert "unanswerable question" in report.problems[0] and "project.test_set" in report.problems[0]
+    assert "unanswerable question" in report.problems[1] and "empty 'answer'" in report.problems[2]
+
+
+def test_test_file_keeps_unanswerable_questions_and_list_answers(tmp_path: Path):
+    from verticalize.data.testset import load_test_set
+
+    own = {"id": "own-1", "messages": [{"role": "user", "content": "Best branch?"},
+                                       {"role": "assistant", "content": ""}],
+           "meta": {"kind": "seed", "task": "qa", "question": "Best branch?", "answer": "", "answerable": False,
+                    "doc_id": "d1", "chunk_ids": []}}
+    own_list = {"id": "own-2", "messages": [{"role": "user", "content": "Rate?"},
+                                            {"role": "assistant", "content": "3%"}],
+                "meta": {"kind": "seed", "task": "qa", "question": "Rate?", "answer": ["3%", "three percent"],
+                         "chunk_ids": []}}
+    path = _write_jsonl(tmp_path / "test.jsonl", [
+        {"question": "Who signs?", "answer": ["The borrower", "the borrower himself"]},
+        {"question": "Who founded the bank?", "answer": []},
+        {"messages": [{"role": "user", "content": "Opening hours?"}], "answerable": False},
+        {"conversations": [{"from": "human", "value": "Fax number?"}, {"from": "gpt", "value": ""}],
+         "meta": {"answerable": False}},
+        own, own_list,
+        {"text": "card lost", "label": "card", "answerable": False},
+    ])
+    examples, report = load_test_set(path)
+    metas = [e["meta"] for e in examples]
+    assert [(m["question"], m["answer"], m.get("answers"), m.get("answerable", True)) for m in metas] == [
+        ("Who signs?", "The borrower", ["The borrower", "the borrower himself"], True),
+        ("Who founded the bank?", "", [], False),
+        ("Opening hours?", "", [], False),
+        ("Fax number?", "", [], False),
+        ("Best branch?", "", [], False),
+        ("Rate?", "3%", ["3%", "three percent"], True)]
+    assert examples[4]["id"] == "own-1" and metas[4]["doc_id"] == "d1"  # our own rows keep their provenance
+    assert all(e["messages"] == [{"role": "user", "content": e["meta"]["question"]},
+                                 {"role": "assistant", "content": ""}] for e in examples[1:5])
+    assert report.problems == ["test.jsonl:7: a classification row cannot be unanswerable (it needs a label)"]
+
+
+def test_test_file_squad_is_impossible_and_refused_rows_in_the_error(tmp_path: Path):
+    from verticalize.data.testset import TestSetError, load_test_set
+
+    squad = tmp_path / "squad2.json"
+    squad.write_text(json.dumps({"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [
+        {"id": "a", "question": "Fee?", "answers": [{"text": "300"}, {"text": "300"}], "is_impossible": False},
+        {"id": "b", "question": "Founder?", "answers": [], "is_impossible": True},
+        {"id": "c", "question": "Broken?", "answers": []}]}]}]}), encoding="utf-8")
+    examples, report = load_test_set(squad)
+    assert [(e["id"], e["meta"]["answer"], e["meta"]["answers"], e["meta"].get("answerable", True))
+            for e in examples] == [("a", "300", ["300"], True), ("b", "", [], False)]
+    assert len(report.problems) == 1 and "data[0].paragraphs[0].qas[2]" in report.problems[0]
+    assert "is_impossible" in report.problems[0]
+
+    bad = _write_jsonl(tmp_path / "bad.jsonl", [{"question": "q"}, {"question": "", "answer": "a"}, "{oops",
+                                                 {"colour": "blue"}])
+    with pytest.raises(TestSetError) as err:
+        load_test_set(bad)
+    msg = str(err.value)
+    assert "bad.jsonl:1: missing 'answer'" in msg and "bad.jsonl:2: empty 'question'" in msg
+    assert "bad.jsonl:3: invalid JSON" in msg and "(and 1 more)" in msg and "bad.jsonl:4" not in msg

@@ -109,7 +109,8 @@ def test_load_squad_and_our_jsonl_test_sets(tmp_path: Path):
     assert [(e["id"], e["meta"]["question"], e["meta"]["answer"]) for e in examples] == [("Q1", "年费多少？", "100元")]
     assert examples[0]["meta"]["answers"] == ["100元", "100"]
     assert examples[0]["meta"]["kind"] == "seed" and examples[0]["meta"]["generator"] == "seed:squad"
-    assert report.problems == ["squad.json:data[0].paragraphs[0].qas[1]: no answer"]
+    assert report.problems == ['squad.json:data[0].paragraphs[0].qas[1]: no answer (mark an unanswerable question '
+                               'with "is_impossible": true)']
 
     ours = make_example("Q?", "A.", kind="synthetic", generator="rules:number", doc_id="d1", id="ours-1")
     jl = tmp_path / "test.jsonl"

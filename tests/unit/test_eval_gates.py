@@ -77,3 +77,55 @@ def test_gates_accept_plain_dicts_and_reject_unknown_comparison() -> None:
     assert ok[0]["results"]["peft"]["passed"] is False and ok[0]["results"]["peft+rag"]["passed"] is True
     with pytest.raises(ValueError, match="unknown comparison '=>'"):
         check_gates(RUNGS, [{"goal": "g", "metric": "f1", "op": "=>", "threshold": 0.9}])
+
+
+REFUSAL_RUNGS = {  # as the ladder writes them for a test set with unanswerable questions
+    "prompt": {"f1": 0.50, "refusal_rate": 0.25, "false_refusal_rate": 0.05, "n_answerable": 20,
+               "n_unanswerable": 4},
+    "rag": {"f1": 0.70, "refusal_rate": 0.75, "false_refusal_rate": 0.30, "n_answerable": 20, "n_unanswerable": 4},
+    "peft+rag": {"f1": 0.80, "refusal_rate": 1.0, "false_refusal_rate": 0.10, "n_answerable": 20,
+                 "n_unanswerable": 4},
+}
+SAYS_NOT_IN_DOCS = GateConfig(goal="不编造", metric="refusal_rate", op=">=", threshold=0.8)
+FEW_FALSE_REFUSALS = GateConfig(goal="不误拒", metric="false_refusal_rate", op="<=", threshold=0.15)
+
+
+def test_refusal_gates_pass_fail_and_recommend() -> None:
+    refusal, false_refusal = check_gates(REFUSAL_RUNGS, [SAYS_NOT_IN_DOCS, FEW_FALSE_REFUSALS])
+    assert {r: v["passed"] for r, v in refusal["results"].items()} == {"prompt": False, "rag": False,
+                                                                      "peft+rag": True}
+    assert refusal["results"]["rag"]["gap"] == pytest.approx(0.05)
+    assert {r: v["passed"] for r, v in false_refusal["results"].items()} == {"prompt": True, "rag": False,
+                                                                            "peft+rag": True}
+    assert false_refusal["results"]["rag"]["gap"] == pytest.approx(0.15)
+    rec = recommend(REFUSAL_RUNGS, [refusal, false_refusal])
+    assert rec["rung"] == "peft+rag" and rec["passes"] is True
+
+
+def test_refusal_gate_without_unanswerable_questions_is_not_measured_and_never_passes() -> None:
+    rungs = {"prompt": {"f1": 0.9, "refusal_rate": None, "false_refusal_rate": 0.0, "n_answerable": 10,
+                        "n_unanswerable": 0},
+             "rag": {"f1": 0.95, "refusal_rate": None, "false_refusal_rate": 0.1, "n_answerable": 10,
+                     "n_unanswerable": 0}}
+    (gate,) = check_gates(rungs, [SAYS_NOT_IN_DOCS])
+    res = gate["results"]["prompt"]
+    assert res["passed"] is False and res["measured"] is False and res["value"] is None and res["gap"] is None
+    assert "not measured" in res["reason"] and "no unanswerable question" in res["reason"]
+    rec = recommend(rungs, [gate])
+    assert rec["passes"] is False and rec["rung"] == "rag"  # best f1 among equals
+    assert rec["gaps"][0]["measured"] is False and "no unanswerable question" in rec["gaps"][0]["reason"]
+    # A measured gate beside it still passes normally.
+    (f1,) = check_gates(rungs, [F1])
+    assert all(v["passed"] and "measured" not in v for v in f1["results"].values())
+    # f1 is a mean over answerable questions: a test set of unanswerable ones only has none.
+    only = {"prompt": {"f1": None, "refusal_rate": 1.0, "n_answerable": 0, "n_unanswerable": 3}}
+    res = check_gates(only, [F1])[0]["results"]["prompt"]
+    assert res["measured"] is False and "no answerable question" in res["reason"]
+
+
+def test_false_refusal_rate_is_lower_is_better() -> None:
+    from verticalize.evaluate.gates import metric_higher_is_better
+
+    assert metric_higher_is_better("refusal_rate") is True
+    assert metric_higher_is_better("false_refusal_rate") is False
+    assert metric_higher_is_better("f1") is True and metric_higher_is_better("p99_latency_ms") is False

@@ -91,3 +91,56 @@ def test_cost_metrics(tmp_path) -> None:
     (tmp_path / "a" / "w.bin").write_bytes(b"x" * 1000)
     (tmp_path / "a" / "c.json").write_bytes(b"{}")
     assert dir_size_bytes(tmp_path / "a") == 1002 and dir_size_bytes(tmp_path / "none") == 0
+
+
+def test_ladder_qa_metrics_answerable_only_f1_refusal_and_false_refusal_rates() -> None:
+    from dataclasses import dataclass
+
+    from verticalize.answering import PromptStyle
+    from verticalize.evaluate.ladder import _prediction_rows, _rung_metrics
+    from verticalize.evaluate.testsets import TestExample
+
+    @dataclass
+    class Gen:
+        text: str
+        new_tokens: int = 4
+        latency_s: float = 0.1
+        batch: int = 0
+
+    refusal = "The documents do not contain the answer."
+    cases = [  # (question, references, answerable, prediction)
+        ("Capital?", ["Paris"], True, "Paris"),                               # f1 1, em 1
+        ("Who signs?", ["The borrower"], True, "the borrower"),               # f1 1, em 1
+        ("What do they say?", ["documents"], True, refusal),                  # false refusal: 0 (not ~0.29)
+        ("Capital again?", ["Paris"], True, "London"),                        # wrong: 0
+        ("Who founded it?", [], False, refusal),                              # right refusal
+        ("When was it founded?", [], False, "In 1901, by Mr. X."),            # invented
+        ("谁创立的？", [], False, "资料中没有答案。"),                          # right refusal, in Chinese
+    ]
+    examples = [TestExample(id=f"q{i}", question=q, references=refs, answerable=ok)
+                for i, (q, refs, ok, _) in enumerate(cases)]
+    gens = [Gen(p) for *_, p in cases]
+    rows = _prediction_rows("prompt", examples, gens, None, [])
+    assert [r["answerable"] for r in rows] == [True] * 4 + [False] * 3
+    assert [r["refused"] for r in rows] == [False, False, True, False, True, False, True]
+    assert rows[2]["scores"] == {m: 0.0 for m in rows[0]["scores"]}  # a refusal on an answerable question
+    assert "scores" not in rows[4] and rows[4]["reference"] == [refusal] and rows[6]["reference"] == ["资料中没有答案。"]
+    m = _rung_metrics("prompt", rows, gens, "qa", [], None, None)
+    assert m["f1"] == pytest.approx(0.5) and m["exact_match"] == pytest.approx(0.5)  # over the 4 answerable
+    assert m["rouge_l"] == pytest.approx(0.5)
+    assert m["refusal_rate"] == pytest.approx(2 / 3) and m["false_refusal_rate"] == pytest.approx(1 / 4)
+    assert (m["n_answerable"], m["n_unanswerable"]) == (4, 3)
+
+    # No unanswerable question: refusal_rate is not measured; the configured phrase counts as a refusal.
+    style = PromptStyle(system_prompt="S", refusal={"en": "Not in my files.", "zh": "不在文件里。"})
+    answerable = examples[:2]
+    rows = _prediction_rows("rag", answerable, [Gen("Paris"), Gen("Not in my files.")], None, [], style)
+    assert [r["refused"] for r in rows] == [False, True]
+    assert _prediction_rows("rag", answerable[1:], [Gen("Not in my files.")], None, [])[0]["refused"] is False
+    m = _rung_metrics("rag", rows, [Gen("Paris"), Gen("x")], "qa", [], None, None)
+    assert m["refusal_rate"] is None and m["false_refusal_rate"] == 0.5 and m["f1"] == 0.5
+    assert (m["n_answerable"], m["n_unanswerable"]) == (2, 0)
+    # Only unanswerable questions: the answerable-only quality metrics are not measured.
+    rows = _prediction_rows("rag", examples[4:5], [Gen("Not in my files.")], None, [], style)
+    m = _rung_metrics("rag", rows, [Gen("x")], "qa", [], None, None)
+    assert m["f1"] is None and m["false_refusal_rate"] is None and m["refusal_rate"] == 1.0

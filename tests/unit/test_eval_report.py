@@ -83,3 +83,48 @@ def test_empty_or_corrupt_run_still_gets_a_report(tmp_path: Path) -> None:
     card = model_card_text(run, None)
     assert "Not evaluated yet" in card and "Unknown for base `unknown`" in card
     assert json.loads(json.dumps(card))  # plain text, no exotic objects
+
+
+def _qa_run(root: Path, *, unanswerable: int) -> RunDir:
+    run = RunDir(root)
+    measured = unanswerable > 0
+    rungs = {
+        "prompt": {"exact_match": 0.2, "f1": 0.4, "rouge_l": 0.4, "refusal_rate": 0.25 if measured else None,
+                   "false_refusal_rate": 0.05, "n_answerable": 8, "n_unanswerable": unanswerable},
+        "rag": {"exact_match": 0.5, "f1": 0.7, "rouge_l": 0.7, "refusal_rate": 0.75 if measured else None,
+                "false_refusal_rate": 0.125, "n_answerable": 8, "n_unanswerable": unanswerable},
+    }
+    gates = check_gates(rungs, [{"goal": "不编造", "metric": "refusal_rate", "op": ">=", "threshold": 0.5}])
+    write_json(run.stage("eval") / "ladder.json", {
+        "task": "qa", "test_set": {"kind": "user", "path": "t.jsonl", "n": 8 + unanswerable,
+                                   "unanswerable": unanswerable},
+        "rungs": rungs, "skipped": {}, "gates": gates, "recommendation": recommend(rungs, gates, "qa"),
+        "settings": {"base": "smollm2-135m-instruct", "batch_size": 1}})
+    write_jsonl(run.stage("eval") / "predictions_rag.jsonl", [
+        {"id": "u1", "question": "Who founded it?", "reference": ["The documents do not contain the answer."],
+         "prediction": "The documents do not contain the answer.", "answerable": False, "refused": True,
+         "latency_ms": 10.0}])
+    return run
+
+
+def test_report_and_card_show_refusal_rates_when_measured(tmp_path: Path) -> None:
+    run = _qa_run(tmp_path / "with", unanswerable=4)
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "<th>refusal_rate</th><th>false_refusal_rate</th>" in html
+    assert '<td class="num">0.750</td><td class="num">0.125</td>' in html
+    assert "12 examples, 4 of them unanswerable" in html and "over the answerable questions" in html
+    assert '<td class="fail">FAIL 0.250</td><td class="pass">PASS 0.750</td>' in html
+    assert "Reference (unanswerable: a refusal is right)" in html
+    card = (run.stage("report") / "model_card.md").read_text(encoding="utf-8")
+    assert "| rung | exact_match | f1 | rouge_l | refusal_rate | false_refusal_rate |" in card
+    assert "| rag | 0.500 | 0.700 | 0.700 | 0.750 | 0.125 |" in card and "4 of them unanswerable" in card
+
+    # No unanswerable question: no refusal-rate column, and the gate on it says "not measured".
+    run = _qa_run(tmp_path / "without", unanswerable=0)
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "<th>refusal_rate</th>" not in html and "<th>false_refusal_rate</th>" in html
+    assert html.count(">NOT MEASURED</td>") == 2 and "no unanswerable question" in html
+    assert "unanswerable" not in html.split("<h2>Ladder</h2>")[1].split("</p>")[0]
+    card = (run.stage("report") / "model_card.md").read_text(encoding="utf-8")
+    assert "| rung | exact_match | f1 | rouge_l | false_refusal_rate |" in card
+    assert "prompt not measured, rag not measured" in card

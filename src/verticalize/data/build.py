@@ -196,6 +196,7 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         splits["train"], augment_report = _augment_train(splits["train"], cfg, bar)
         decontamination = decontaminate(splits, cfg.data.decontaminate_threshold, advance=_step(
             bar, "decontaminate", len(splits["train"]) + len(splits["validation"])))
+    context_report = _add_context_forms(splits, chunks, cfg, run, task)
     if not splits["train"]:
         raise DataBuildError("the training split is empty after filtering (see the drop counts: "
                              f"{dict(drops) or 'none'}, dedup {dict(dedup_counts)}); add documents or seed data")
@@ -205,7 +206,7 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
     counts = {
         **_composition(splits), "groups": result.groups, "chunks": len(chunks), "seed_imported": len(seed),
         "filter_drops": dict(drops), "dedup": dict(dedup_counts), "augmentation": augment_report,
-        "decontamination": decontamination["removed"],
+        "decontamination": decontamination["removed"], "context_forms": context_report,
         "teacher_usage": _teacher_usage(distil_report, augment_report),
     }
     return write_manifest(
@@ -217,6 +218,25 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
                "distillation": distil_report, "seed_import": seed_report.to_dict(),
                "test_set_import": test_report.to_dict() if test_report else None,
                "decontaminated_examples": decontamination["examples"]})
+
+
+def _add_context_forms(splits: dict[str, list[dict]], chunks: list[dict[str, Any]], cfg: Config, run: RunDir,
+                       task: str) -> dict[str, Any]:
+    """Training and validation pairs also in the retrieval-augmented form the model is asked in (data/context.py).
+    Needs the knowledge base (built before this stage from the same chunks); the test split is never changed."""
+    if not cfg.data.context.enabled or task != "qa":
+        return {"skipped": "data.context.enabled is off" if task == "qa" else "classification task"}
+    if not chunks or not (run.kb_dir / "manifest.json").is_file():
+        return {"skipped": f"no knowledge base at {run.kb_dir} (build it before the dataset)"}
+    from verticalize.data.context import contextualise
+    from verticalize.kb import open_kb
+
+    kb = open_kb(run.kb_dir)
+    by_id = {c["id"]: c for c in chunks}
+    report: dict[str, Any] = {}
+    for split in ("train", "validation"):
+        splits[split], report[split] = contextualise(splits[split], by_id, kb, cfg)
+    return report
 
 
 def _classification_only(seed: list[dict], labels: list[str], drops: Counter) -> list[dict]:

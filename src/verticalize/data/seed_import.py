@@ -9,6 +9,11 @@ Accepted forms, detected per row (JSONL/JSON) or per file header (CSV/TSV):
 In CSV, ``conversations``/``messages`` cells hold the JSON list. A malformed row is reported as ``file:line:
 reason`` and skipped; the rest of the file goes on. System turns are dropped (the project's system prompt is
 used everywhere) and counted. Imported rows are kind "seed", generator "seed:<form>", source = the file name.
+
+An answer (``answer``/``output``) may be a list of references: the first is the training target and the whole
+list is kept in ``meta.answers``. A question the documents cannot answer — an empty answer list or
+``"answerable": false`` — is a test question only: seed (training) data refuses it, the test-set reader
+(``unanswerable_ok``) keeps it with answer "" and ``meta.answerable: false``.
 """
 
 from __future__ import annotations
@@ -196,6 +201,59 @@ def _text(row: dict[str, Any], key: str, *, required: bool = True) -> str:
     return value.strip()
 
 
+def _answers(row: dict[str, Any], key: str) -> tuple[str, list[str] | None]:
+    """(training answer, every reference when the row gave a list, else None) of ``row[key]``."""
+    value = row.get(key)
+    if not isinstance(value, list):
+        return _text(row, key), None
+    if not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in value):
+        raise RowError(f"'{key}' must be a string or a list of strings")
+    answers = list(dict.fromkeys(str(a).strip() for a in value if str(a).strip()))
+    if not answers:
+        raise RowError(f"empty '{key}'")
+    return answers[0], answers
+
+
+def _is_false(value: Any) -> bool:
+    return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0"))
+
+
+def is_unanswerable(row: Any) -> bool:
+    """Whether a row marks its question as one the documents cannot answer: ``"answerable": false`` (on the
+    row or in its meta) or an empty answer list (``answer``/``output``/``meta.answer``)."""
+    if not isinstance(row, dict):
+        return False
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    if _is_false(row.get("answerable")) or _is_false(meta.get("answerable")):
+        return True
+    return any(isinstance(v, list) and not v for v in (row.get("answer"), row.get("output"), meta.get("answer")))
+
+
+def _unanswerable_example(row: dict[str, Any], form: str, *, source: str, where: str) -> dict[str, Any]:
+    """A test question without an answer: answer "", ``meta.answers`` [] and ``meta.answerable`` false."""
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    if form == "classification" or meta.get("task") == "classification":
+        raise RowError("a classification row cannot be unanswerable (it needs a label)")
+    if form == "alpaca":
+        instruction, extra = _text(row, "instruction"), _text(row, "input", required=False)
+        question = f"{instruction}\n{extra}" if extra else instruction
+    elif form == "qa":
+        question = _text(row, "question")
+    else:
+        key, role_key, content_key = (("messages", "role", "content") if form == "messages"
+                                      else ("conversations", "from", "value"))
+        turns = row.get(key) if isinstance(row.get(key), list) else []
+        users = [t[content_key].strip() for t in turns if isinstance(t, dict)
+                 and str(t.get(role_key, "")).lower() in _USER_ROLES and isinstance(t.get(content_key), str)
+                 and t[content_key].strip()]
+        if not users:
+            raise RowError(f"'{key}' has no user turn with the question")
+        question = users[-1]
+    return make_example(question, "", kind="seed", generator=f"seed:{form}", source=source,
+                        id=stable_id("seed", source, where, question, "unanswerable"), answers=[],
+                        answerable=False)
+
+
 def _turns(row: dict[str, Any], key: str, role_key: str, content_key: str) -> tuple[list[dict[str, str]], int]:
     """Normalised user/assistant turns and how many system turns were dropped."""
     turns = row.get(key)
@@ -230,8 +288,12 @@ def _turns(row: dict[str, Any], key: str, role_key: str, content_key: str) -> tu
     return out, dropped
 
 
-def example_from_row(row: Any, *, source: str, where: str) -> tuple[dict[str, Any], str, int]:
-    """(example, form, system turns dropped) for one seed row; raises RowError with the reason."""
+def example_from_row(row: Any, *, source: str, where: str,
+                     unanswerable_ok: bool = False) -> tuple[dict[str, Any], str, int]:
+    """(example, form, system turns dropped) for one seed row; raises RowError with the reason.
+
+    ``unanswerable_ok`` (test files only): an unanswerable question (``is_unanswerable``) is kept, with answer ""
+    and ``meta.answerable`` false; otherwise it is refused, so it can never become a training row."""
     if isinstance(row, RowError):
         raise row
     if not isinstance(row, dict):
@@ -241,18 +303,27 @@ def example_from_row(row: Any, *, source: str, where: str) -> tuple[dict[str, An
         raise RowError("this looks like a SQuAD file: give it as project.test_set (seed data holds training rows)")
     if form is None:
         raise RowError(f"unrecognised row with keys {sorted(row)[:8]}; {_EXPECTED}")
+    if row.get("answerable") is True and any(row.get(k) == [] for k in ("answer", "output")):
+        raise RowError("answerable is true but the answer list is empty")
+    if is_unanswerable(row):
+        if not unanswerable_ok:
+            raise RowError("unanswerable question (empty answer list or answerable: false): seed data holds "
+                           "training rows; give it in project.test_set")
+        return _unanswerable_example(row, form, source=source, where=where), form, 0
     dropped = 0
+    answers: list[str] | None = None
     messages = None
     task, label = "qa", None
     if form == "alpaca":
         instruction, extra = _text(row, "instruction"), _text(row, "input", required=False)
         question = f"{instruction}\n{extra}" if extra else instruction
-        answer = _text(row, "output")
+        answer, answers = _answers(row, "output")
     elif form == "classification":
         question, answer = _text(row, "text"), _text(row, "label")
         task, label = "classification", answer
     elif form == "qa":
-        question, answer = _text(row, "question"), _text(row, "answer")
+        question = _text(row, "question")
+        answer, answers = _answers(row, "answer")
     else:
         keys = ("messages", "role", "content") if form == "messages" else ("conversations", "from", "value")
         messages, dropped = _turns(row, *keys)
@@ -260,9 +331,10 @@ def example_from_row(row: Any, *, source: str, where: str) -> tuple[dict[str, An
         meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
         if meta.get("task") == "classification":  # our own classification rows exported as messages
             task, label = "classification", str(meta.get("label", answer))
+    extra = {"answers": answers} if answers is not None else {}
     example = make_example(question, answer, kind="seed", generator=f"seed:{form}", task=task, source=source,
                            label=label, messages=messages if messages and len(messages) > 2 else None,
-                           id=stable_id("seed", source, where, question, answer))
+                           id=stable_id("seed", source, where, question, answer), **extra)
     return example, form, dropped
 
 

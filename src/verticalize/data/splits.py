@@ -34,14 +34,15 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def group_examples(examples: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Groups that must not be split, keyed by a stable group key, each in input order."""
+def group_examples(examples: list[dict[str, Any]], by_document: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Groups that must not be split, keyed by a stable group key, each in input order. ``by_document=False``
+    keeps only augmentation families together (pairs of one document may then land in different splits)."""
     uf = _UnionFind()
     for ex in examples:
         meta = ex.get("meta") or {}
         node = f"ex:{ex['id']}"
         uf.find(node)
-        if meta.get("doc_id"):
+        if by_document and meta.get("doc_id"):
             uf.union(node, f"doc:{meta['doc_id']}")
         if meta.get("parent_id"):
             uf.union(node, f"ex:{meta['parent_id']}")
@@ -100,7 +101,9 @@ def split_examples(examples: list[dict[str, Any]], shares: tuple[float, float, f
     every split follows ``shares``, and a label with two or more groups has at least one in training and one in
     the test split (a label with a single group goes to training).
     """
-    groups = group_examples(examples)
+    # With the user's own test file every document must reach training (the test questions ask about all of
+    # them): validation is then held out pair by pair instead of document by document.
+    groups = group_examples(examples, by_document=test_examples is None)
     order = _shuffled(list(groups), random.Random(seed))
     draw_test = test_examples is None and shares[2] > 0
     strata = _label_strata(order, groups) if stratify_by_label else [order]

@@ -4,6 +4,12 @@ Two forms: our own dataset JSONL (rows with ``messages`` and ``meta``; any seed 
 JSON (``{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers": [{"text"}]}]}]}]}``,
 as used by CMRC 2018 and DRCD). SQuAD questions become kind "seed" examples with generator "seed:squad", the
 first answer as the reference and every distinct answer in ``meta.answers``.
+
+Unanswerable questions are kept (they measure whether the model says the documents do not hold the answer):
+SQuAD 2.0's ``"is_impossible": true``, and in JSONL an empty answer list or ``"answerable": false``. They are
+written with answer "", ``meta.answers`` [] and ``meta.answerable`` false. The test file only ever fills the test
+split, so such a row never becomes training data. A SQuAD question without answers and without
+``is_impossible`` is still refused (more likely a broken row than a deliberate unanswerable one).
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from verticalize.data.schema import make_example, problem_with, stable_id
-from verticalize.data.seed_import import ImportReport, RowError, example_from_row, iter_rows, read_text
+from verticalize.data.schema import make_example, problem_with, question_of, stable_id
+from verticalize.data.seed_import import (ImportReport, RowError, example_from_row, is_unanswerable, iter_rows,
+                                          read_text)
 
 
 class TestSetError(FileNotFoundError):
@@ -40,13 +47,17 @@ def squad_examples(obj: dict[str, Any], source: str, report: ImportReport) -> li
                 answers = [a.get("text", "").strip() for a in qa.get("answers", []) if isinstance(a, dict)]
                 answers = list(dict.fromkeys(a for a in answers if a))
                 question = str(qa.get("question", "")).strip()
-                if not question or not answers:
-                    report.refuse(source, where, "no question" if not question else "no answer")
+                impossible = qa.get("is_impossible") is True
+                if not question or not (answers or impossible):
+                    report.refuse(source, where, "no question" if not question else
+                                  "no answer (mark an unanswerable question with \"is_impossible\": true)")
                     continue
                 report.accept(source, "squad")
-                out.append(make_example(question, answers[0], kind="seed", generator="seed:squad", source=source,
-                                        doc_id=doc_id, id=str(qa.get("id") or stable_id("squad", where)),
-                                        answers=answers, context_chars=len(context)))
+                extra = {"answerable": False} if impossible else {}
+                out.append(make_example(question, "" if impossible else answers[0], kind="seed",
+                                        generator="seed:squad", source=source, doc_id=doc_id,
+                                        id=str(qa.get("id") or stable_id("squad", where)),
+                                        answers=[] if impossible else answers, context_chars=len(context), **extra))
     return out
 
 
@@ -57,28 +68,62 @@ def load_test_set(path: str | Path) -> tuple[list[dict[str, Any]], ImportReport]
         raise TestSetError(f"test set not found: {p} (check project.test_set)")
     report = ImportReport()
     report.start_file(p.name, p)
-    if p.suffix.lower() == ".json":
+    try:
+        text = read_text(p)
+    except RowError as e:
+        raise TestSetError(f"test set {p} cannot be read: {e}") from None
+    if p.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         try:
-            obj = json.loads(read_text(p))
-        except (json.JSONDecodeError, RowError):
+            obj = json.loads(text)
+        except json.JSONDecodeError:
             obj = None
         if is_squad(obj):
             examples = squad_examples(obj, p.name, report)
-            return _checked(examples, p), report
+            return _checked(examples, p, report), report
     examples = []
     for where, row in iter_rows(p):
-        own = isinstance(row, dict) and isinstance(row.get("meta"), dict) and problem_with(row) is None
+        own = _own_row(row)
         try:
-            example, form, dropped = (row, "dataset", 0) if own else example_from_row(row, source=p.name, where=where)
+            example, form, dropped = ((own, "dataset", 0) if own is not None else
+                                      example_from_row(row, source=p.name, where=where, unanswerable_ok=True))
         except RowError as e:
             report.refuse(p.name, where, e)
             continue
         report.accept(p.name, form, dropped)
         examples.append(example)
-    return _checked(examples, p), report
+    return _checked(examples, p, report), report
 
 
-def _checked(examples: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
+def _own_row(row: Any) -> dict[str, Any] | None:
+    """A row of our own dataset format (messages + meta) that follows the contract, normalised: a list
+    ``meta.answer`` becomes its first reference with the list in ``meta.answers``; an unanswerable row gets
+    answer "", ``meta.answers`` [] and ``meta.answerable`` false. None for any other row."""
+    if not (isinstance(row, dict) and isinstance(row.get("meta"), dict) and isinstance(row.get("messages"), list)):
+        return None
+    meta = dict(row["meta"])
+    if is_unanswerable(row):
+        if meta.get("task") == "classification":
+            return None
+        question = question_of(row).strip()
+        meta.update(question=question, answer="", answers=[], answerable=False)
+        own = {**row, "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": ""}],
+               "meta": meta}
+        # The contract asks for an answer; check the rest of it with a stand-in one.
+        probe = {**own, "messages": [own["messages"][0], {"role": "assistant", "content": "-"}],
+                 "meta": {**meta, "answer": "-"}}
+        return own if question and problem_with(probe) is None else None
+    if isinstance(meta.get("answer"), list):
+        answers = list(dict.fromkeys(str(a).strip() for a in meta["answer"] if str(a).strip()))
+        if not answers:
+            return None
+        meta.update(answer=answers[0], answers=answers)
+        row = {**row, "meta": meta}
+    return row if problem_with(row) is None else None
+
+
+def _checked(examples: list[dict[str, Any]], path: Path, report: ImportReport) -> list[dict[str, Any]]:
     if not examples:
-        raise TestSetError(f"test set {path} has no usable question (see the reported rows)")
+        shown = "; ".join(report.problems[:3]) or "the file holds no row"
+        more = f" (and {len(report.problems) - 3} more)" if len(report.problems) > 3 else ""
+        raise TestSetError(f"test set {path} has no usable question; refused rows: {shown}{more}")
     return examples

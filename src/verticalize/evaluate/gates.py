@@ -8,6 +8,10 @@ The recommendation is the cheapest rung that passes every gate. Cost order, chea
   full      trains and stores every weight of the model.
 This is seed 003's ordering of routes by cost. When no rung passes, the best rung (most gates passed, then the
 primary quality metric) is named with its gap to each gate it misses.
+
+A gate on a metric a rung did not measure fails with ``measured: false`` and the reason — e.g. ``refusal_rate``
+(share of unanswerable questions answered with a refusal) when the test set holds no unanswerable question —
+so a gate never passes silently. ``false_refusal_rate`` (refusals on answerable questions) is lower-is-better.
 """
 
 from __future__ import annotations
@@ -16,10 +20,18 @@ import math
 import operator
 from typing import Any, Iterable, Mapping
 
-from verticalize.evaluate.metrics import higher_is_better
+from verticalize.evaluate.metrics import METRICS, higher_is_better
 
 COST_ORDER = ("prompt", "rag", "peft", "peft+rag", "full")
+QA_ANSWERABLE_ONLY = tuple(m.name for m in METRICS.values() if m.kind == "qa")  # means over answerable questions
 PRIMARY_METRIC = {"qa": "f1", "classification": "accuracy"}
+
+# Metrics the ladder computes outside the registry, with their direction (the registry's suffix rule would call
+# a "_rate" higher-is-better).
+LADDER_METRICS = {"refusal_rate": True, "false_refusal_rate": False}
+_NEEDS = {"refusal_rate": ("n_unanswerable", "the test set has no unanswerable question (add rows with "
+                                             "\"answer\": [] or \"answerable\": false, or SQuAD is_impossible)"),
+          "false_refusal_rate": ("n_answerable", "the test set has no answerable question")}
 
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
         "==": lambda a, b: math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)}
@@ -40,8 +52,23 @@ def gap_to_gate(value: float, op: str, threshold: float) -> float:
     return abs(value - threshold)
 
 
+def metric_higher_is_better(name: str) -> bool:
+    """Direction of a metric a gate or the recommendation compares (ladder-only metrics included)."""
+    return LADDER_METRICS[name] if name in LADDER_METRICS else higher_is_better(name)
+
+
+def _not_measured(metric: str, metrics: Mapping[str, Any]) -> str:
+    need = _NEEDS.get(metric)
+    if need is not None and metrics.get(need[0]) == 0:
+        return f"metric '{metric}' not measured: {need[1]}"
+    if metric in QA_ANSWERABLE_ONLY and metrics.get("n_answerable") == 0:
+        return f"metric '{metric}' not measured: the test set has no answerable question"
+    return f"metric '{metric}' was not measured for this rung"
+
+
 def check_gates(rungs: Mapping[str, Mapping[str, Any]], gates: Iterable[Any]) -> list[dict[str, Any]]:
-    """Every gate against every rung: ``[{goal, metric, op, threshold, results: {rung: {value, passed, gap}}}]``."""
+    """Every gate against every rung: ``[{goal, metric, op, threshold, results: {rung: {value, passed, gap}}}]``.
+    A rung without the metric gets ``{value: None, passed: False, gap: None, measured: False, reason}``."""
     out = []
     for gate in gates:
         g = _gate_dict(gate)
@@ -51,8 +78,8 @@ def check_gates(rungs: Mapping[str, Mapping[str, Any]], gates: Iterable[Any]) ->
         for rung, metrics in rungs.items():
             value = metrics.get(g["metric"])
             if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
-                results[rung] = {"value": None, "passed": False, "gap": None,
-                                 "reason": f"metric '{g['metric']}' was not measured for this rung"}
+                results[rung] = {"value": None, "passed": False, "gap": None, "measured": False,
+                                 "reason": _not_measured(g["metric"], metrics)}
                 continue
             passed = bool(_OPS[g["op"]](float(value), float(g["threshold"])))
             results[rung] = {"value": float(value), "passed": passed,
@@ -89,7 +116,9 @@ def recommend(rungs: Mapping[str, Mapping[str, Any]], gate_results: list[dict[st
     candidates = [r for r in ordered if passed[r] == most]
     best = _best_by_quality(rungs, candidates, primary)
     gaps = [{"goal": g["goal"], "metric": g["metric"], "op": g["op"], "threshold": g["threshold"],
-             "value": g["results"][best]["value"], "gap": g["results"][best]["gap"]}
+             "value": g["results"][best]["value"], "gap": g["results"][best]["gap"],
+             **({"measured": False, "reason": g["results"][best].get("reason")}
+                if g["results"][best].get("measured") is False else {})}
             for g in gate_results if not g["results"][best]["passed"]]
     return {"rung": best, "passes": False, "gaps": gaps,
             "reason": f"no rung passes all {len(gate_results)} gate(s); {best} passes {most} "
@@ -97,7 +126,7 @@ def recommend(rungs: Mapping[str, Mapping[str, Any]], gate_results: list[dict[st
 
 
 def _best_by_quality(rungs: Mapping[str, Mapping[str, Any]], candidates: list[str], metric: str) -> str:
-    sign = 1 if higher_is_better(metric) else -1
+    sign = 1 if metric_higher_is_better(metric) else -1
 
     def score(r: str) -> tuple[float, int]:
         v = rungs[r].get(metric)

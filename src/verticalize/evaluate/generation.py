@@ -1,17 +1,16 @@
 """Loading the models of the ladder once and generating answers in batches.
 
-The base model is loaded once; the trained adapter is attached with PEFT and switched off (``disable_adapter``)
-for the base-model rungs, so the ladder never pays for a second copy of the weights.
+The base model is loaded once into the serving engine with the trained adapter beside it; the base-model rungs use
+the engine's base model (the adapter switched off), so the ladder never pays for a second copy of the weights.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import track
@@ -64,61 +63,48 @@ def _last_stage(infos: dict[str, AdapterInfo]) -> AdapterInfo | None:
     return leaf
 
 
-class LadderModels:
-    """The base model (optionally wrapped with the trained adapter) and the full fine-tune, loaded lazily."""
+class LadderEngines:
+    """The serving engine for the ladder: the base model with the trained adapter loaded as the gateway loads it
+    (``verticalize.engine.EmbeddedEngine``), and the full fine-tune as a second engine, loaded lazily. A rung's
+    answer is therefore generated exactly as ``verticalize serve`` would generate it."""
 
     def __init__(self, cfg: Config, adapter: AdapterInfo | None, full: AdapterInfo | None):
+        from verticalize.engine import EmbeddedEngine
         from verticalize.models import load_base
 
         self.cfg, self.adapter, self.full = cfg, adapter, full
-        self.model, self.tokenizer = load_base(cfg.model)
-        _prepare_tokenizer(self.tokenizer)
-        if adapter is not None:
-            self.model = _attach(self.model, adapter)
-        self.model.eval()
-        self._full_model: Any = None
+        model, tokenizer = load_base(cfg.model)
+        self.tokenizer = tokenizer
+        adapters = {adapter.name: adapter.path} if adapter is not None else {}
+        self.engine = EmbeddedEngine(model, tokenizer, BASE_NAME, adapters, max_batch=cfg.eval.batch_size)
+        self._full_engine: Any = None
 
-    def count_tokens(self, conversation: list[dict[str, str]]) -> int:
-        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    @contextlib.contextmanager
-    def for_rung(self, rung: str) -> Iterator[Any]:
+    def for_rung(self, rung: str) -> tuple[Any, str]:
+        """(engine, model name) that answers ``rung``."""
         if rung == "full":
-            if self._full_model is None:
+            if self._full_engine is None:
                 from transformers import AutoModelForCausalLM
-                self._full_model = AutoModelForCausalLM.from_pretrained(
+
+                from verticalize.engine import EmbeddedEngine
+
+                model = AutoModelForCausalLM.from_pretrained(
                     self.full.path, dtype="auto", trust_remote_code=self.cfg.model.trust_remote_code).eval()
-            yield self._full_model
-        elif rung.startswith("peft"):
+                self._full_engine = EmbeddedEngine(model, self.tokenizer, self.full.name,
+                                                   max_batch=self.cfg.eval.batch_size)
+            return self._full_engine, self.full.name
+        if rung.startswith("peft"):
             if self.adapter is None:
                 raise RuntimeError("no trained adapter")
-            yield self.model
-        elif self.adapter is not None and self.model.active_peft_config.is_prompt_learning:
-            # Prefix/prompt tuning leave the base modules untouched: the unwrapped model is the base.
-            yield self.model.get_base_model()
-        elif self.adapter is not None:
-            with self.model.disable_adapter():  # LoRA-type layers are injected: switch them off
-                yield self.model
-        else:
-            yield self.model
+            return self.engine, self.adapter.name
+        return self.engine, BASE_NAME
+
+    def count_tokens(self, conversation: list[dict[str, str]]) -> int:
+        from verticalize.engine import GenerationRequest
+
+        return self.engine.count_prompt_tokens(GenerationRequest(model=BASE_NAME, messages=conversation))
 
 
-def _prepare_tokenizer(tokenizer: Any) -> None:
-    # Left padding keeps every prompt's last token at the end, which batched decoder-only generation needs;
-    # left truncation keeps the question when a long context must be cut.
-    tokenizer.padding_side = "left"
-    tokenizer.truncation_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-
-
-def _attach(model: Any, adapter: AdapterInfo) -> Any:
-    from peft import PeftModel
-
-    # A layered stage starts from its parent's weights and is saved whole, so the last stage alone is the
-    # run's adapter; its parents are not stacked on top of it.
-    return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter.name)
+BASE_NAME = "base"
 
 
 @dataclass
@@ -129,48 +115,28 @@ class Generated:
     batch: int
 
 
-def generate_answers(model: Any, tokenizer: Any, conversations: Sequence[list[dict[str, str]]], *,
-                     max_new_tokens: int, max_seq_len: int, batch_size: int,
+def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[dict[str, str]]], *,
+                     max_new_tokens: int, batch_size: int, count_tokens: Any,
                      label: str = "generating") -> list[Generated]:
-    """Greedy answers in the input order. Prompts are batched by length (less padding); each answer's latency
-    is its batch's wall time, i.e. what a caller of that batch waited."""
-    import torch
+    """Greedy answers in the input order, through the engine's ``generate`` — the call the gateway makes per
+    request. Questions of similar prompt length are sent together (``batch_size`` at a time) so the engine batches
+    them with little padding; each answer's latency is what its caller waited."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    results: list[Generated | None] = [None] * len(prompts)
-    eos = tokenizer.eos_token_id
-    max_prompt = max(8, max_seq_len - max_new_tokens)
-    starts = range(0, len(order), batch_size)
-    for start in track(starts, description=f"{label} ({len(prompts)} answers)", console=_CONSOLE,
-                       disable=not prompts):
-        idx = order[start:start + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_prompt, add_special_tokens=False)
+    from verticalize.engine import GenerationRequest
+
+    lengths = [count_tokens(c) for c in conversations]
+    order = sorted(range(len(conversations)), key=lambda i: lengths[i])
+    results: list[Generated | None] = [None] * len(conversations)
+
+    def one(i: int, batch: int) -> None:
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
-        elapsed = time.perf_counter() - t0
-        new = out[:, enc["input_ids"].shape[1]:]
-        for row, i in zip(new.tolist(), idx):
-            n = len(row)
-            if eos in row:
-                n = row.index(eos) + 1
-            elif tokenizer.pad_token_id in row:
-                n = row.index(tokenizer.pad_token_id)
-            text = _decode_whole_chars(tokenizer, row[:n], cut=n == max_new_tokens)
-            results[i] = Generated(text=text, new_tokens=n, latency_s=elapsed, batch=start)
+        out = engine.generate(GenerationRequest(model=model_name, messages=conversations[i],
+                                                max_tokens=max_new_tokens, temperature=0.0))
+        results[i] = Generated(out.text.strip(), out.completion_tokens, time.perf_counter() - t0, batch)
+
+    with ThreadPoolExecutor(max_workers=batch_size) as pool:
+        for start in track(range(0, len(order), batch_size), description=f"{label} ({len(order)} answers)",
+                           console=_CONSOLE, disable=not order):
+            list(pool.map(lambda i: one(i, start), order[start:start + batch_size]))
     return [r for r in results if r is not None]
-
-
-def _decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
-    """Decoded answer; when max_new_tokens cut it, up to three trailing tokens holding half a multi-byte
-    character (decoded as U+FFFD) are dropped, but real text is never thrown away."""
-    text = tokenizer.decode(ids, skip_special_tokens=True).strip()
-    if cut and text.endswith("\ufffd"):
-        for drop in range(1, min(3, len(ids) - 1) + 1):
-            shorter = tokenizer.decode(ids[:-drop], skip_special_tokens=True).strip()
-            if not shorter.endswith("\ufffd"):
-                return shorter
-    return text

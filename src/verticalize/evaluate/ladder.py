@@ -15,7 +15,8 @@ from typing import Any, Sequence
 from verticalize.artifacts import RunDir, file_fingerprint, write_json, write_jsonl, write_manifest
 from verticalize.config import Config, ConfigError, EvalConfig
 from verticalize.evaluate import gates as gates_mod
-from verticalize.evaluate.generation import AdapterInfo, LadderModels, find_adapters, generate_answers
+from verticalize.answering import PromptStyle
+from verticalize.evaluate.generation import AdapterInfo, LadderEngines, find_adapters, generate_answers
 from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
                                           normalize_answer, percentile, recall_at_k, tokens_per_second)
 from verticalize.evaluate.prompts import build_conversation, few_shot_examples, fit_passages, map_to_label
@@ -45,7 +46,7 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
     retrieval = _retrieve_all(kb, ts.examples, cfg.kb.top_k) if kb is not None else None
     few_shot = few_shot_examples(run.dataset_split("train"), cfg.eval.few_shot, task, cfg.project.seed)
 
-    models = LadderModels(cfg, adapter if any(r.startswith("peft") for r in rungs) else None,
+    models = LadderEngines(cfg, adapter if any(r.startswith("peft") for r in rungs) else None,
                           full if "full" in rungs else None) if rungs else None
     eval_dir = run.ensure("eval")
     results: dict[str, dict[str, Any]] = {}
@@ -61,7 +62,8 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
     gate_results = gates_mod.check_gates(results, cfg.requirements.gates)
     ladder = {
         "task": task,
-        "test_set": {"kind": ts.kind, "path": ts.path, "n": len(ts.examples), "refused": ts.refused},
+        "test_set": {"kind": ts.kind, "path": ts.path, "n": len(ts.examples), "unanswerable": ts.n_unanswerable,
+                     "refused": ts.refused},
         "rungs": results,
         "skipped": skipped,
         "gates": gate_results,
@@ -79,32 +81,33 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
                    config={"eval": cfg.eval.model_dump(mode="json"), "kb.top_k": cfg.kb.top_k,
                            "requirements": cfg.requirements.model_dump(mode="json"),
                            "system_prompt": cfg.project.system_prompt, "base": cfg.model.base},
-                   counts={"examples": len(ts.examples), "refused": len(ts.refused), "rungs": len(results),
+                   counts={"examples": len(ts.examples), "unanswerable": ts.n_unanswerable,
+                           "refused": len(ts.refused), "rungs": len(results),
                            "skipped": len(skipped)})
     return ladder
 
 
-def _answer_rung(cfg: Config, models: LadderModels, rung: str, ts: TestSet, few_shot: list[tuple[str, str]],
+def _answer_rung(cfg: Config, models: LadderEngines, rung: str, ts: TestSet, few_shot: list[tuple[str, str]],
                  retrieval: dict[str, Any] | None, labels: list[str],
                  trained: AdapterInfo | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One rung: build its prompts, generate, score. Returns (prediction rows, metrics)."""
     budget = max(8, cfg.model.max_seq_len - cfg.eval.max_new_tokens)
+    style = PromptStyle.from_config(cfg)
     convs, trimmed = [], []
     for i, ex in enumerate(ts.examples):
         hits = retrieval["hits"][i] if retrieval and rung.endswith("rag") else ()
 
         def make(h: Sequence[Any], q: str = ex.question) -> list[dict[str, str]]:
-            return build_conversation(rung, q, system_prompt=cfg.project.system_prompt, few_shot=few_shot,
-                                      hits=h, labels=labels)
+            return build_conversation(rung, q, style, few_shot=few_shot, hits=h, labels=labels)
 
         conv, n = fit_passages(make, hits, models.count_tokens, budget) if hits else (make(()), 0)
         convs.append(conv)
         trimmed.append(n)
-    with models.for_rung(rung) as model:
-        gens = generate_answers(model, models.tokenizer, convs, max_new_tokens=cfg.eval.max_new_tokens,
-                                max_seq_len=cfg.model.max_seq_len, batch_size=cfg.eval.batch_size,
-                                label=f"eval {rung}")
-    rows = _prediction_rows(rung, ts.examples, gens, retrieval, labels)
+    engine, model_name = models.for_rung(rung)
+    gens = generate_answers(engine, model_name, convs, max_new_tokens=cfg.eval.max_new_tokens,
+                            batch_size=cfg.eval.batch_size, count_tokens=models.count_tokens,
+                            label=f"eval {rung}")
+    rows = _prediction_rows(rung, ts.examples, gens, retrieval, labels, style)
     for row, n in zip(rows, trimmed):
         if n:
             row["context_trimmed"] = n  # passages dropped or shortened to fit model.max_seq_len
@@ -172,7 +175,7 @@ def _retrieve_all(kb: Any, examples: Sequence[TestExample], k: int) -> dict[str,
         t0 = time.perf_counter()
         hits.append(kb.search(ex.question, k))
         seconds.append(time.perf_counter() - t0)
-    return {"hits": hits, "seconds": seconds, **_retrieval_scores(examples, hits, k)}
+    return {"hits": hits, "seconds": seconds, **_answerable_retrieval_scores(examples, hits, k)}
 
 
 def _retrieval_scores(examples: Sequence[TestExample], hits: Sequence[Sequence[Any]], k: int) -> dict[str, Any]:
@@ -205,20 +208,27 @@ def _retrieval_summary(retrieval: dict[str, Any] | None, k: int) -> dict[str, An
 
 # --------------------------------------------------------------------------------------------- scoring
 def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[Any],
-                     retrieval: dict[str, Any] | None, labels: Sequence[str]) -> list[dict[str, Any]]:
+                     retrieval: dict[str, Any] | None, labels: Sequence[str],
+                     style: PromptStyle | None = None) -> list[dict[str, Any]]:
+    """One row per answer. QA rows carry ``answerable`` and ``refused`` (the answer says the documents do not
+    hold it, ``answering.is_refusal``); answerable rows get ``scores`` (all 0 when the model refused), and an
+    unanswerable row's ``reference`` is the refusal phrase (what the judge compares against)."""
     rows = []
     uses_kb = retrieval is not None and rung.endswith("rag")
     for i, (ex, gen) in enumerate(zip(examples, gens)):
         latency = gen.latency_s + (retrieval["seconds"][i] if uses_kb else 0.0)
-        row: dict[str, Any] = {"id": ex.id, "question": ex.question, "reference": ex.references,
+        row: dict[str, Any] = {"id": ex.id, "question": ex.question,
+                               "reference": ex.references if ex.answerable else [_refusal_phrase(ex.question, style)],
                                "prediction": gen.text, "latency_ms": round(latency * 1000, 2),
-                               "new_tokens": gen.new_tokens}
+                               "new_tokens": gen.new_tokens, "answerable": ex.answerable,
+                               "refused": _is_refusal(gen.text, style)}
         if labels:
             row["label"] = ex.label
             row["predicted_label"] = map_to_label(gen.text, labels)
             row["correct"] = row["predicted_label"] == ex.label
-        else:
-            row["scores"] = {m: METRICS[m].fn(gen.text, ex.references) for m in QA_METRICS}
+        elif ex.answerable:
+            row["scores"] = ({m: 0.0 for m in QA_METRICS} if row["refused"] else
+                             {m: METRICS[m].fn(gen.text, ex.references) for m in QA_METRICS})
         if uses_kb:
             hits = retrieval["hits"][i]
             row["retrieved"] = [{"chunk_id": h.chunk_id, "source": h.source, "score": round(float(h.score), 4)}
@@ -236,8 +246,7 @@ def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], ta
         out.update({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
                     "per_class": report["per_class"], "confusion": report["confusion"]})
     else:
-        for m in QA_METRICS:
-            out[m] = sum(r["scores"][m] for r in rows) / len(rows) if rows else 0.0
+        out.update(_qa_metrics(rows))
     latencies = [r["latency_ms"] for r in rows]
     out.update({f"p{q}_latency_ms": percentile(latencies, q) for q in (50, 95, 99)})
     out["mean_latency_ms"] = sum(latencies) / len(latencies) if latencies else float("nan")
@@ -294,3 +303,42 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_finite(v) for v in obj]
     return obj
+
+
+# --------------------------------------------------------------------------------------------- unanswerable
+def _is_refusal(text: str, style: PromptStyle | None) -> bool:
+    from verticalize.answering import is_refusal
+
+    return is_refusal(text, style)
+
+
+def _refusal_phrase(question: str, style: PromptStyle | None) -> str:
+    from verticalize.answering import DEFAULT_REFUSAL, language_of
+
+    return style.refusal_for(question) if style is not None else DEFAULT_REFUSAL[language_of(question)]
+
+
+def _qa_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The QA quality metrics over the *answerable* questions (a refusal there scores 0), plus
+    refusal_rate (share of unanswerable questions answered with a refusal; None without any),
+    false_refusal_rate (share of answerable questions answered with a refusal; None without any) and both counts."""
+    answerable = [r for r in rows if r.get("answerable", True)]
+    unanswerable = [r for r in rows if not r.get("answerable", True)]
+    out: dict[str, Any] = {m: (sum(r["scores"][m] for r in answerable) / len(answerable) if answerable else None)
+                           for m in QA_METRICS}
+    out["refusal_rate"] = (sum(1 for r in unanswerable if r.get("refused")) / len(unanswerable)
+                           if unanswerable else None)
+    out["false_refusal_rate"] = (sum(1 for r in answerable if r.get("refused")) / len(answerable)
+                                 if answerable else None)
+    out["n_answerable"], out["n_unanswerable"] = len(answerable), len(unanswerable)
+    return out
+
+
+def _answerable_retrieval_scores(examples: Sequence[TestExample], hits: Sequence[Sequence[Any]],
+                                 k: int) -> dict[str, Any]:
+    """``_retrieval_scores`` over the answerable questions only: an unanswerable one has no gold passage, so it
+    would count as a miss and, lacking chunk ids, push the whole set to the answer-in-passage basis."""
+    kept = [(ex, hs) for ex, hs in zip(examples, hits) if ex.answerable]
+    if not kept:
+        return {"basis": "none (no answerable question)", "recall@k": float("nan"), "mrr": float("nan")}
+    return _retrieval_scores([ex for ex, _ in kept], [hs for _, hs in kept], k)

@@ -11,8 +11,9 @@ import yaml
 
 from verticalize.artifacts import RunDir
 
-_CARD_METRICS = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "judge_score", "recall@k",
-                 "p50_latency_ms", "p99_latency_ms", "tokens_per_s")
+_CARD_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "accuracy", "macro_f1",
+                 "judge_score", "recall@k", "p50_latency_ms", "p99_latency_ms", "tokens_per_s")
+_WHEN_MEASURED = ("refusal_rate", "false_refusal_rate")  # None when the test set has no such question
 
 
 def _read(path: Path, loader: Any = json.loads) -> Any:
@@ -28,6 +29,14 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int) and not isinstance(v, bool):
         return f"{v:,}"
     return "—" if v is None else str(v)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _gate_mark(res: dict[str, Any]) -> str:
+    return "not measured" if res.get("measured") is False else "pass" if res.get("passed") else "fail"
 
 
 def _licence(base: str) -> str:
@@ -80,16 +89,24 @@ def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
     lines += ["## Evaluation", ""]
     if ladder and ladder.get("rungs"):
         ts = ladder["test_set"]
-        lines.append(f"Test set: **{ts['kind']}**, {ts['n']} examples (`{ts['path']}`).")
+        unanswerable = ts.get("unanswerable") or max(
+            [int(r.get("n_unanswerable") or 0) for r in ladder["rungs"].values()] or [0])
+        lines.append(f"Test set: **{ts['kind']}**, {ts['n']} examples"
+                     + (f", {unanswerable} of them unanswerable" if unanswerable else "") + f" (`{ts['path']}`).")
+        if unanswerable:
+            lines.append("Exact match, F1 and ROUGE-L are over the answerable questions (a refusal there scores 0); "
+                         "refusal_rate is the share of unanswerable questions answered with the refusal, "
+                         "false_refusal_rate the share of answerable questions refused.")
         lines.append("")
-        shown = [m for m in _CARD_METRICS if any(m in r for r in ladder["rungs"].values())]
+        shown = [m for m in _CARD_METRICS if any(m in r for r in ladder["rungs"].values())
+                 and (m not in _WHEN_MEASURED or any(_is_number(r.get(m)) for r in ladder["rungs"].values()))]
         lines.append("| rung | " + " | ".join(shown) + " |")
         lines.append("|---|" + "---:|" * len(shown))
         for rung, m in ladder["rungs"].items():
             lines.append(f"| {rung} | " + " | ".join(_fmt(m.get(k)) for k in shown) + " |")
         lines.append("")
         for g in ladder.get("gates") or []:
-            marks = ", ".join(f"{r} {'pass' if res['passed'] else 'fail'}" for r, res in g["results"].items())
+            marks = ", ".join(f"{r} {_gate_mark(res)}" for r, res in g["results"].items())
             lines.append(f"- Gate “{g['goal']}” ({g['metric']} {g['op']} {g['threshold']}): {marks}")
         rec = ladder.get("recommendation") or {}
         lines += [f"- Recommendation: **{rec.get('rung')}** ({'passes' if rec.get('passes') else 'fails'}): "

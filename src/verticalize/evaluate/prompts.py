@@ -3,7 +3,8 @@
 Rungs differ only in what they add around the question, so the ladder measures exactly what each route adds:
   prompt    system prompt + few-shot examples from the training split;
   rag       system prompt + retrieved passages in the user turn (no few-shot: the passages take that room);
-  peft(+rag) the training format (system prompt + question), with passages for peft+rag.
+  peft(+rag) the same conversations, answered with the adapter (the data stage trained it on both forms).
+Every conversation is built by ``verticalize.answering`` — the gateway serves the same ones.
 For classification the base-model rungs are told the label set; adapter rungs were trained on the bare format.
 """
 
@@ -12,19 +13,13 @@ from __future__ import annotations
 import difflib
 import json
 import random
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from verticalize.answering import PromptStyle, build_messages, fit_passages  # noqa: F401  (re-exported)
 from verticalize.evaluate.metrics import normalize_answer
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 OTHER_LABEL = "(other)"
-
-
-def is_chinese(text: str) -> bool:
-    return bool(_CJK.search(text))
 
 
 def few_shot_examples(train_path: Path, n: int, task: str, seed: int) -> list[tuple[str, str]]:
@@ -45,6 +40,8 @@ def few_shot_examples(train_path: Path, n: int, task: str, seed: int) -> list[tu
             continue
         if (meta.get("task") or "qa") != task or not str(q).strip() or not str(a).strip():
             continue
+        if meta.get("form", "closed") != "closed":  # retrieval-augmented copies of the same pair
+            continue
         # Short examples keep the prompt small on CPU; human-written seeds are the best demonstrations.
         if len(str(q)) + len(str(a)) > 600:
             continue
@@ -55,59 +52,13 @@ def few_shot_examples(train_path: Path, n: int, task: str, seed: int) -> list[tu
     return (seeds + others)[:n]
 
 
-def context_block(question: str, hits: Sequence[Any]) -> str:
-    """The user turn with retrieved passages, worded in the question's language."""
-    zh = is_chinese(question)
-    lines = ["根据以下参考资料回答问题。" if zh else "Answer the question using the reference passages.", ""]
-    for i, hit in enumerate(hits, 1):
-        lines.append(f"[{i}] ({hit.source}) {hit.text.strip()}")
-    lines += ["", f"问题：{question}" if zh else f"Question: {question}"]
-    return "\n".join(lines)
-
-
-def build_conversation(rung: str, question: str, *, system_prompt: str, few_shot: Sequence[tuple[str, str]] = (),
+def build_conversation(rung: str, question: str, style: PromptStyle, *, few_shot: Sequence[tuple[str, str]] = (),
                        hits: Sequence[Any] = (), labels: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The conversation one rung sends, through the one answering path (``verticalize.answering``)."""
     uses_adapter = rung.startswith("peft") or rung == "full"
-    system = system_prompt
-    if labels and not uses_adapter:
-        system += ("\n只回答以下标签之一：" if is_chinese(question) else "\nAnswer with exactly one of these labels: ")
-        system += ", ".join(labels)
-    messages = [{"role": "system", "content": system}]
-    if rung == "prompt":
-        for q, a in few_shot:
-            messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-    user = context_block(question, hits) if rung.endswith("rag") and hits else question
-    messages.append({"role": "user", "content": user})
-    return messages
-
-
-def fit_passages(make: Callable[[Sequence[Any]], list[dict[str, str]]], hits: Sequence[Any],
-                 count_tokens: Callable[[list[dict[str, str]]], int], budget: int) -> tuple[list[dict[str, str]], int]:
-    """The conversation ``make(hits)`` cut to ``budget`` tokens by dropping the lowest-ranked passages, then
-    shortening the last one, so the system prompt and the question are never cut. Returns (conversation, passages
-    dropped or shortened)."""
-    kept = list(hits)
-    conv = make(kept)
-    changed = 0
-    while kept and count_tokens(conv) > budget:
-        if len(kept) > 1:
-            kept.pop()
-        else:
-            last = kept[0]
-            if len(last.text) < 40:
-                kept.pop()
-            else:
-                kept[0] = _Passage(last.chunk_id, last.source, last.text[: len(last.text) // 2])
-        changed += 1
-        conv = make(kept)
-    return conv, changed
-
-
-@dataclass(frozen=True)
-class _Passage:
-    chunk_id: str
-    source: str
-    text: str
+    return build_messages(question, style, passages=hits if rung.endswith("rag") else (),
+                          few_shot=few_shot if rung == "prompt" else (),
+                          labels=labels if not uses_adapter else ())
 
 
 def map_to_label(prediction: str, labels: Sequence[str]) -> str:

@@ -20,9 +20,12 @@ from verticalize.evaluate import charts
 from verticalize.evaluate.model_card import write_model_card
 
 QUALITY = {"qa": ("exact_match", "f1", "rouge_l", "judge_score"), "classification": ("accuracy", "macro_f1")}
-TABLE_METRICS = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "judge_score", "judge_win_rate",
-                 "recall@k", "mrr", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "tokens_per_s",
-                 "mean_new_tokens", "trainable_params", "adapter_bytes", "training_time_s")
+TABLE_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "accuracy", "macro_f1",
+                 "judge_score", "judge_win_rate", "recall@k", "mrr", "p50_latency_ms", "p95_latency_ms",
+                 "p99_latency_ms", "tokens_per_s", "mean_new_tokens", "trainable_params", "adapter_bytes",
+                 "training_time_s")
+# Shown only when some rung has a value: refusal_rate is None when the test set has no unanswerable question.
+WHEN_MEASURED = ("refusal_rate", "false_refusal_rate")
 SAMPLE_SIZE = 8
 
 
@@ -142,11 +145,20 @@ def _ladder_section(ladder: dict[str, Any] | None) -> str:
     names = list(rungs)
     quality = [m for m in QUALITY.get(ladder.get("task", "qa"), ()) if any(m in r for r in rungs.values())]
     ts = ladder.get("test_set", {})
-    html = ["<h2>Ladder</h2>", f"<p>Test set: <b>{escape(str(ts.get('kind')))}</b> ({_num(ts.get('n'))} examples, "
-            f"{escape(str(ts.get('path')))}).</p>"]
+    unanswerable = ts.get("unanswerable")
+    if not isinstance(unanswerable, int):  # a ladder written before the count was recorded
+        unanswerable = max([int(r.get("n_unanswerable") or 0) for r in rungs.values()] or [0])
+    html = ["<h2>Ladder</h2>", f"<p>Test set: <b>{escape(str(ts.get('kind')))}</b> ({_num(ts.get('n'))} examples"
+            + (f", {_num(unanswerable)} of them unanswerable" if unanswerable else "")
+            + f", {escape(str(ts.get('path')))}).</p>"]
+    if unanswerable and ladder.get("task", "qa") == "qa":
+        html.append('<p class="note">Exact match, F1 and ROUGE-L are over the answerable questions (a refusal '
+                    "there scores 0); refusal rate: share of unanswerable questions answered with the refusal; "
+                    "false-refusal rate: share of answerable questions refused.</p>")
     html.append(charts.grouped_bars(names, {m: [rungs[r].get(m) for r in names] for m in quality},
                                     "Quality by rung", "ladder-chart", y_max=1.0))
-    shown = [m for m in TABLE_METRICS if any(m in r for r in rungs.values())]
+    shown = [m for m in TABLE_METRICS if any(m in r for r in rungs.values())
+             and (m not in WHEN_MEASURED or any(_measured(r.get(m)) for r in rungs.values()))]
     html.append(_table(["rung", *shown], [[r, *[rungs[r].get(m) for m in shown]] for r in names]))
     for rung, why in (ladder.get("skipped") or {}).items():
         html.append(f'<p class="note">{escape(rung)} skipped: {escape(why)}</p>')
@@ -154,6 +166,10 @@ def _ladder_section(ladder: dict[str, Any] | None) -> str:
         if isinstance(values.get("confusion"), dict):
             html.append(_confusion(rung, values["confusion"]))
     return "".join(html)
+
+
+def _measured(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _confusion(rung: str, confusion: dict[str, dict[str, int]]) -> str:
@@ -182,6 +198,9 @@ def _gates_section(ladder: dict[str, Any] | None) -> str:
         cells = []
         for r in names:
             res = (g.get("results") or {}).get(r, {})
+            if res.get("measured") is False:
+                cells.append(f'<td class="na" title="{escape(str(res.get("reason", "")))}">NOT MEASURED</td>')
+                continue
             mark = "PASS" if res.get("passed") else "FAIL"
             cells.append(f'<td class="{mark.lower()}">{mark} {_num(res.get("value"))}</td>')
         body.append(f"<tr><td>{escape(str(g.get('goal')))}</td><td>{escape(str(g.get('metric')))} "
@@ -189,6 +208,10 @@ def _gates_section(ladder: dict[str, Any] | None) -> str:
     html.append(f'<div class="scroll"><table><thead><tr><th>goal</th><th>gate</th>{head}</tr></thead><tbody>'
                 f'{"".join(body)}</tbody></table></div>')
     for gap in rec.get("gaps") or []:
+        if gap.get("measured") is False:
+            html.append(f"<p>Gate “{escape(str(gap['goal']))}” ({escape(str(gap['metric']))}): not measured — "
+                        f"{escape(str(gap.get('reason') or 'no value for this rung'))}.</p>")
+            continue
         html.append(f"<p>Gap to “{escape(str(gap['goal']))}”: {escape(str(gap['metric']))} = {_num(gap['value'])}, "
                     f"needs {escape(str(gap['op']))} {_num(gap['threshold'])} (short by {_num(gap['gap'])}).</p>")
     return "".join(html)
@@ -209,7 +232,8 @@ def _samples_section(predictions: dict[str, list[dict[str, Any]]]) -> str:
     for i, row in enumerate(first[:SAMPLE_SIZE]):
         refs = row.get("reference") or []
         parts = [f'<div class="sample"><div class="q">Q: {escape(str(row.get("question")))}</div>',
-                 f"<div>Reference: {escape(' | '.join(map(str, refs if isinstance(refs, list) else [refs])))}</div>"]
+                 f"<div>Reference{' (unanswerable: a refusal is right)' if row.get('answerable') is False else ''}: "
+                 f"{escape(' | '.join(map(str, refs if isinstance(refs, list) else [refs])))}</div>"]
         sources = None
         for rung, rows in predictions.items():
             if i < len(rows):

@@ -1,6 +1,10 @@
 """Test sets for the ladder: the data stage's test split, or a user's own file (our JSONL or SQuAD JSON).
 
 Bad rows are refused with their line number and reason; the rest of the file is still used.
+
+Unanswerable questions (the documents do not hold the answer) are examples too, with ``answerable`` false and
+no reference: SQuAD 2.0's ``"is_impossible": true``, and in JSONL ``"answerable": false`` (on the row or in its
+meta) or an empty answer list (``"answer": []``). The ladder scores them by whether the model refuses.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ class TestExample:
     doc_id: str | None = None
     source: str | None = None
     chunk_ids: list[str] = field(default_factory=list)
+    answerable: bool = True  # False: the documents do not hold the answer; the right answer is a refusal
+
+    def __post_init__(self) -> None:
+        if self.answerable and not self.references:
+            raise ValueError(f"example {self.id}: an answerable question needs a reference answer")
 
 
 @dataclass
@@ -44,6 +53,10 @@ class TestSet:
     def task(self) -> str:
         tasks = {e.task for e in self.examples}
         return "classification" if tasks == {"classification"} else "qa"
+
+    @property
+    def n_unanswerable(self) -> int:
+        return sum(1 for e in self.examples if not e.answerable)
 
 
 def load_test_set(run: RunDir, user_file: str | Path | None = None, human_file: str | Path | None = None,
@@ -99,11 +112,13 @@ def _from_squad(obj: dict[str, Any], path: Path) -> tuple[list[TestExample], lis
             for qa in para.get("qas", []):
                 qid = str(qa.get("id") or f"{a_i}-{p_i}-{len(examples)}")
                 answers = [a.get("text", "") for a in qa.get("answers", []) if a.get("text", "").strip()]
-                if not qa.get("question") or not answers:
+                impossible = qa.get("is_impossible") is True  # SQuAD 2.0: the paragraph does not answer it
+                if not qa.get("question") or not (answers or impossible):
                     refused.append({"line": qid, "reason": "question without a non-empty answer"})
                     continue
-                examples.append(TestExample(id=qid, question=qa["question"].strip(), references=answers,
-                                            source=title or None))
+                examples.append(TestExample(id=qid, question=qa["question"].strip(),
+                                            references=[] if impossible else answers, source=title or None,
+                                            answerable=not impossible))
     return examples, refused
 
 
@@ -132,19 +147,31 @@ def _from_row(row: dict[str, Any], n: int) -> TestExample:
         assistants = [m.get("content", "") for m in row["messages"] if m.get("role") == "assistant"]
         question = question or (users[-1] if users else None)
         answer = answer if answer is not None else (assistants[-1] if assistants else None)
+    if isinstance(meta.get("answers"), list) and any(str(a).strip() for a in meta["answers"]):
+        answer = meta["answers"]  # the data stage keeps every reference of a SQuAD question here
     label = meta.get("label") if meta.get("label") is not None else row.get("label")
     task = meta.get("task") or ("classification" if label is not None and answer is None else "qa")
     if task == "classification":
         answer = label if label is not None else answer
     if not question or not str(question).strip():
         raise ValueError("no question (need messages with a user turn, or a 'question' field)")
-    if answer is None or not str(answer).strip():
-        raise ValueError("no reference answer (need an assistant turn, 'answer', or 'label')")
-    refs = [str(a) for a in answer] if isinstance(answer, list) else [str(answer)]
+    explicit = row.get("answerable", meta.get("answerable"))
+    declared_false = explicit is False or (isinstance(explicit, str)
+                                           and explicit.strip().lower() in ("false", "no", "0"))
+    unanswerable = declared_false or (isinstance(answer, list) and not answer)
+    if unanswerable and explicit is True:
+        raise ValueError("answerable is true but the answer list is empty")
+    if unanswerable and task == "classification":
+        raise ValueError("a classification row cannot be unanswerable (it needs a label)")
+    given = answer if isinstance(answer, list) else [] if answer is None else [answer]
+    refs = [] if unanswerable else [str(a).strip() for a in given if str(a).strip()]
+    if not unanswerable and not refs:
+        raise ValueError("no reference answer (need an assistant turn, 'answer', or 'label'; an unanswerable "
+                         "question has \"answer\": [] or \"answerable\": false)")
     return TestExample(id=str(row.get("id") or f"line-{n}"), question=str(question).strip(), references=refs,
                        task=task, label=str(label) if task == "classification" else None,
                        doc_id=meta.get("doc_id"), source=meta.get("source"),
-                       chunk_ids=list(meta.get("chunk_ids") or []))
+                       chunk_ids=list(meta.get("chunk_ids") or []), answerable=not unanswerable)
 
 
 def _raw_meta(path: Path) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ class ExportError(ValueError):
 
 
 def _adapters(run: RunDir) -> dict[str, Path]:
-    from verticalize.serve.engine import discover_adapters
+    from verticalize.engine import discover_adapters
 
     found = discover_adapters(run.adapters_dir)
     if not found:
@@ -72,7 +72,7 @@ def _export_gguf(cfg: Config, adapters: dict[str, Path], adapter: str | None, ta
                  ) -> dict[str, Any]:
     """One merged GGUF in target/<name>/model.gguf (``--adapter base``: the bare base), plus a Modelfile."""
     from verticalize.export.gguf import GGUFExportError, export_gguf
-    from verticalize.serve.engine import BASE_MODEL_ALIAS
+    from verticalize.engine import BASE_MODEL_ALIAS
 
     if adapter == BASE_MODEL_ALIAS:
         name, path = Path(cfg.model.base).name, None

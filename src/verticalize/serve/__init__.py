@@ -14,10 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from verticalize.answering import PromptStyle
 from verticalize.artifacts import RunDir
 from verticalize.config import Config
 from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
-from verticalize.serve.engine import EmbeddedEngine, discover_adapters
+from verticalize.engine import EmbeddedEngine, discover_adapters
 from verticalize.serve.feedback import FeedbackStore, export_seed_examples
 from verticalize.serve.quality import QualitySignals
 
@@ -45,7 +46,7 @@ def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
         from verticalize.kb import open_kb
 
         kb = open_kb(run.kb_dir)
-    settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, system_prompt=cfg.project.system_prompt)
+    settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, style=PromptStyle.from_config(cfg))
     quality = QualitySignals(load_training_questions(run.dataset_split("train")))
     return Gateway(engine, settings, kb=kb, feedback=FeedbackStore(feedback_db_path(run), _redactor()),
                    quality=quality)

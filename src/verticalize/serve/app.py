@@ -21,7 +21,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from verticalize.serve.engine import Engine, GenerationRequest, GenerationResult
+from verticalize.answering import PromptStyle, build_messages
+from verticalize.engine import Engine, GenerationRequest, GenerationResult
+from verticalize.config import Config
 from verticalize.serve.feedback import FeedbackStore
 from verticalize.serve.metrics import GatewayMetrics
 from verticalize.serve.protocol import (ChatCompletionRequest, CompletionRequest, SamplingParams, error_body,
@@ -55,15 +57,17 @@ class GatewaySettings:
     request_timeout_s: float = 120.0
     rag_adapters: set[str] = field(default_factory=set)
     top_k: int = 3
-    system_prompt: str | None = None
+    style: PromptStyle = field(default_factory=lambda: PromptStyle(Config().project.system_prompt,
+                                                                   Config().project.refusal))
 
     @classmethod
-    def from_config(cls, serve_cfg: Any, *, top_k: int = 3, system_prompt: str | None = None) -> "GatewaySettings":
+    def from_config(cls, serve_cfg: Any, *, top_k: int = 3, style: PromptStyle | None = None) -> "GatewaySettings":
         keys = {k.strip() for k in os.environ.get(serve_cfg.api_key_env, "").split(",") if k.strip()}
         return cls(api_keys=keys, max_prompt_tokens=serve_cfg.max_prompt_tokens,
                    max_output_tokens=serve_cfg.max_output_tokens, max_concurrency=serve_cfg.max_concurrency,
                    max_queue=serve_cfg.max_queue, request_timeout_s=serve_cfg.request_timeout_s,
-                   rag_adapters=set(serve_cfg.rag_adapters), top_k=top_k, system_prompt=system_prompt)
+                   rag_adapters=set(serve_cfg.rag_adapters), top_k=top_k,
+                   **({"style": style} if style is not None else {}))
 
 
 class Gateway:
@@ -167,19 +171,17 @@ def _rung(gateway: Gateway, model: str, rag: bool) -> str:
 
 
 def _messages_with_context(messages: list[dict[str, str]], sources: list[dict[str, Any]],
-                           system_prompt: str | None) -> list[dict[str, str]]:
-    """Put the system prompt and retrieved chunks in front of the conversation (one system message)."""
-    parts = []
-    has_system = messages and messages[0]["role"] == "system"
-    if has_system:
-        parts.append(messages[0]["content"])
-    elif system_prompt:
-        parts.append(system_prompt)
-    if sources:
-        context = "\n\n".join(f"[{i + 1}] ({s['source']}) {s['text']}" for i, s in enumerate(sources))
-        parts.append("Answer from these passages of the domain's documents:\n" + context)
-    rest = messages[1:] if has_system else messages
-    return ([{"role": "system", "content": "\n\n".join(parts)}] if parts else []) + rest
+                           style: PromptStyle) -> list[dict[str, str]]:
+    """The conversation the engine sees, built by the one answering path the ladder measures: the client's system
+    message (else the project's), earlier turns as sent, and the last user turn with the retrieved passages."""
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+    rest = messages[1:] if system is not None else messages
+    last_user = max((i for i, m in enumerate(rest) if m["role"] == "user"), default=None)
+    if last_user is None or last_user != len(rest) - 1:  # no question at the end: nothing to ground
+        return ([{"role": "system", "content": system or style.system_prompt}] if (system or style.system_prompt)
+                else []) + rest
+    return build_messages(rest[last_user]["content"], style, passages=sources, system=system,
+                          history=rest[:last_user])
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -263,7 +265,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         rag = g.use_rag(body)
         sources = await asyncio.to_thread(g.retrieve, query) if rag else []
         if messages is not None:
-            messages = _messages_with_context(messages, sources, g.settings.system_prompt)
+            messages = _messages_with_context(messages, sources, g.settings.style)
         elif sources:
             prompt = "\n".join(s["text"] for s in sources) + "\n\n" + (prompt or "")
         gen = GenerationRequest(model=body.model, messages=messages, prompt=prompt, max_tokens=max_tokens,

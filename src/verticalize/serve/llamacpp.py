@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.serve.engine import GenerationRequest, GenerationResult, TokenClock, _StopOnText
+from verticalize.engine import GenerationRequest, GenerationResult, TokenClock, _StopOnText
 
 GGUF_NAME = "model.gguf"
 

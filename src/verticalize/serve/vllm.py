@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from verticalize.serve.engine import GenerationRequest, GenerationResult, TokenClock
+from verticalize.engine import GenerationRequest, GenerationResult, TokenClock
 
 
 class VLLMUnavailable(FileNotFoundError):

@@ -86,6 +86,8 @@ def plan_steps(run: StageRun, cfg_train: Any, seed: int, rank: int, world: int) 
     total = sum(len(epoch_windows(e)) for e in range(whole))
     if frac > 0:
         total += max(1, round(frac * len(epoch_windows(whole))))
+    if cfg_train.max_tokens:  # the budget: each epoch is a fresh shuffle, so a cut epoch is a random subset
+        total = min(total, max(1, cfg_train.max_tokens // (cfg_train.batch_tokens * cfg_train.grad_accum * world)))
     return epoch_windows, max(total, 1)
 
 

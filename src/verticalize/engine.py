@@ -1,7 +1,7 @@
-"""Engines: what turns a prompt into tokens. The HTTP layer only sees the `Engine` interface.
+"""Engines: what turns a prompt into tokens, shared by the evaluation ladder and the gateway (the HTTP layer only sees the `Engine` interface).
 
 `EmbeddedEngine` runs Transformers + PEFT in-process with every adapter of a run loaded at once: one base model in
-memory; requests that arrive together are generated together (serve/batching.py), rows for different LoRA
+memory; requests that arrive together are generated together (batching.py), rows for different LoRA
 adapters in one forward pass through PEFT's mixed-adapter batches, the base model as PEFT's `__base__` row.
 """
 
@@ -120,7 +120,7 @@ class EmbeddedEngine:
 
     def __init__(self, model: Any, tokenizer: Any, base_name: str, adapters: dict[str, Path] | None = None,
                  max_batch: int = 8, batch_window_s: float = 0.01):
-        from verticalize.serve.batching import BatchScheduler
+        from verticalize.batching import BatchScheduler
 
         self.model = model
         self.tokenizer = tokenizer

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.serve.engine import GenerationResult, TokenClock, _StopOnText
+from verticalize.engine import GenerationResult, TokenClock, _StopOnText
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -72,9 +72,22 @@ class _RowStreamer:
 
     def end(self) -> None:
         for row, cutter in enumerate(self.cutters):
-            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+            cut = not self.ended_by_eos[row] and len(self.tokens[row]) >= self.limits[row]
+            text = decode_whole_chars(self.tokenizer, self.tokens[row], cut=cut)
             cutter.feed(text[self.printed[row]:])
             self.printed[row] = len(text)
+
+
+def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
+    """Decoded text; when max_tokens cut it, up to three trailing tokens holding half a multi-byte character
+    (decoded as U+FFFD) are dropped, but real text is never thrown away."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if cut and text.endswith("\ufffd"):
+        for drop in range(1, min(3, len(ids) - 1) + 1):
+            shorter = tokenizer.decode(ids[:-drop], skip_special_tokens=True)
+            if not shorter.endswith("\ufffd"):
+                return shorter
+    return text
 
 
 class BatchScheduler:
