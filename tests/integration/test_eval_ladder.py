@@ -93,7 +93,8 @@ def evaluated_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 def test_ladder_end_to_end_on_tiny_model(evaluated_run: tuple[RunDir, dict]) -> None:
     run, ladder = evaluated_run
     assert ladder["task"] == "qa"
-    assert ladder["test_set"] == {"kind": "synthetic", "path": str(run.dataset_split("test")), "n": 4, "refused": []}
+    assert ladder["test_set"] == {"kind": "synthetic", "path": str(run.dataset_split("test")), "n": 4,
+                                  "unanswerable": 0, "refused": []}
     assert list(ladder["rungs"]) == ["prompt", "rag", "peft", "peft+rag"]
     for rung, m in ladder["rungs"].items():
         assert 0.0 <= m["f1"] <= 1.0 and 0.0 <= m["exact_match"] <= m["f1"] + 1e-9
@@ -267,3 +268,33 @@ def test_answer_cut_inside_a_multibyte_character_drops_only_the_broken_tail(tiny
     assert _decode_whole_chars(tok, cut, cut=True) == "年费"
     assert _decode_whole_chars(tok, ids, cut=True) == "年费龘"
     assert _decode_whole_chars(tok, cut, cut=False).endswith("\ufffd")  # finished answers are left alone
+
+
+def test_what_the_ladder_measures_is_what_serve_answers(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The same questions to the ladder and to `verticalize serve` (real HTTP, the openai client) at temperature 0:
+    every rung's answer text is the served text, with retrieval for the rag rungs."""
+    from conftest import ServerProcess
+
+    from verticalize.evaluate import evaluate_run
+
+    run = build_tiny_run(tmp_path / "run", tiny_model_dir)
+    overrides = ["eval.batch_size=1", "eval.few_shot=0"]
+    cfg = _cfg(run, tiny_model_dir, *overrides)
+    evaluate_run(cfg, run)
+    (run.root / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    server = ServerProcess(run.root)
+    try:
+        client = server.client()
+        base = client.models.list().data[0].id
+        for rung, model, rag in [("prompt", base, False), ("rag", base, True), ("peft", "task", False),
+                                 ("peft+rag", "task", True)]:
+            for row in read_jsonl(run.stage("eval") / f"predictions_{rung}.jsonl"):
+                reply = client.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": row["question"]}], temperature=0,
+                    max_tokens=cfg.eval.max_new_tokens, extra_body={"rag": rag})
+                assert reply.choices[0].message.content.strip() == row["prediction"], (rung, row["question"])
+                if rag:
+                    assert [s["chunk_id"] for s in reply.model_extra["sources"]] == \
+                        [h["chunk_id"] for h in row["retrieved"]]
+    finally:
+        server.stop()
