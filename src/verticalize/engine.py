@@ -66,6 +66,31 @@ def adapter_info(adapter_dir: Path) -> dict[str, Any]:
     return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
 
 
+def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:
+    """Adapter name → the adapters to switch on together (root first), for layered LoRA-family stages.
+
+    Such a stage was trained on the base with every earlier stage merged in ("merged-parents" in its
+    verticalize_adapter.json), so it is only itself with its whole lineage active: additive LoRA deltas on the
+    base equal the merged parents plus this stage. A lineage that is not all loaded raises: serving the stage
+    alone would answer with another model than the one trained."""
+    metas = {name: adapter_info(path) for name, path in adapters.items()}
+    stacks: dict[str, list[str]] = {}
+    for name, meta in metas.items():
+        if meta.get("layering") != "merged-parents" or not meta.get("parent"):
+            continue
+        chain, node = [name], meta.get("parent")
+        while node:
+            if node not in metas:
+                raise ValueError(f"adapter '{name}' is a layered stage on '{node}', which is not loaded; load "
+                                 "its whole lineage (every stage under RUN/train/adapters/)")
+            if node in chain:
+                raise ValueError(f"adapter '{name}': its lineage loops at '{node}'")
+            chain.insert(0, node)
+            node = metas[node].get("parent")
+        stacks[name] = chain
+    return stacks
+
+
 class TokenClock:
     """Time to first token and the gaps between tokens, as every engine reports them."""
 
@@ -128,6 +153,7 @@ class EmbeddedEngine:
         self.adapters: list[str] = []
         for name, path in (adapters or {}).items():
             self._load_adapter(name, path)
+        self.stacks = layered_stacks(adapters or {})
         self.model.eval()
         self.mixed_batches = bool(self.adapters) and all(self._is_plain_lora(n) for n in self.adapters)
         self.scheduler = BatchScheduler(self, max_batch=max_batch, window_s=batch_window_s)
@@ -179,14 +205,18 @@ class EmbeddedEngine:
         return found
 
     def can_share_batch(self, a: str, b: str) -> bool:
-        """Rows for different adapters share a forward pass only through PEFT's mixed LoRA batches."""
-        return a == b or self.mixed_batches
+        """Rows for different adapters share a forward pass only through PEFT's mixed LoRA batches (one adapter
+        per row, so a layered stack runs on its own)."""
+        return a == b or (self.mixed_batches and a not in self.stacks and b not in self.stacks)
 
     def generate_rows(self, models: list[str], kwargs: dict[str, Any]) -> Any:
         if len(set(models)) > 1:
             names = [m if m in self.adapters else "__base__" for m in models]
             return self.model.generate(**kwargs, adapter_names=names)
         name = models[0]
+        if name in self.stacks:  # a layered stage: its parents were merged into the base it was trained on
+            self.model.base_model.set_adapter(self.stacks[name])
+            return self.model.generate(**kwargs)
         if name in self.adapters:
             self.model.set_adapter(name)
             return self.model.generate(**kwargs)

@@ -140,3 +140,46 @@ def test_cli_errors_are_one_clear_line(tiny_model_dir, tmp_path):
     _one_line_error(_cli("train", "--run", str(ok), "--set", f"model.base={tiny_model_dir}", "--set",
                          "train.device_memory_gb=0.0001"), "does not fit", "Change one of")
     _one_line_error(_cli("adapters", "list", str(empty_run)), "no adapters in")
+
+
+def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(tiny_model_dir, tmp_path):
+    """Stage 2 was trained on the base with stage 1 merged in: the ladder's engine (the gateway's engine) must give
+    the logits and the answer of exactly that stack, not of stage 2 alone on the bare base."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from verticalize.engine import GenerationRequest
+    from verticalize.evaluate.generation import LadderEngines, find_adapters
+
+    run = tmp_path / "run"
+    write_run(run)
+    cfg = load_config(None, stage_overrides(tiny_model_dir, run) + ["train.learning_rate=0.05", "model.dtype=float32"])
+    train(cfg, RunDir(run))
+    adapter, _ = find_adapters(RunDir(run).adapters_dir)
+    assert [a.name for a in adapter.lineage] == ["domain", "tickets"]
+    ladder = LadderEngines(cfg, adapter, None)
+    engine = ladder.engine
+    assert engine.stacks == {"tickets": ["domain", "tickets"]}
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, run / "train" / "adapters" / "domain").merge_and_unload()
+    trained = PeftModel.from_pretrained(merged, run / "train" / "adapters" / "tickets").eval()
+    alone = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                                      run / "train" / "adapters" / "tickets").eval()
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.inference_mode():
+        expected = trained(input_ids=ids).logits
+        engine.model.base_model.set_adapter(engine.stacks["tickets"])
+        got = engine.model(input_ids=ids).logits
+        wrong = alone(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert not torch.allclose(wrong, expected, atol=1e-4)  # stage 2 alone is another model
+
+    conv = [{"role": "user", "content": "My card fee is wrong #3"}]
+    served = engine.generate(GenerationRequest(model="tickets", messages=conv, max_tokens=5, temperature=0.0))
+    prompt = ladder.tokenizer.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)
+    with torch.inference_mode():
+        out = trained.generate(**prompt, max_new_tokens=5, do_sample=False)
+    want = ladder.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert served.text == want

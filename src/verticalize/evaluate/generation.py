@@ -75,7 +75,8 @@ class LadderEngines:
         self.cfg, self.adapter, self.full = cfg, adapter, full
         model, tokenizer = load_base(cfg.model)
         self.tokenizer = tokenizer
-        adapters = {adapter.name: adapter.path} if adapter is not None else {}
+        # The whole lineage: a layered stage is served with its parents switched on (engine.layered_stacks).
+        adapters = {a.name: a.path for a in (adapter.lineage or [adapter])} if adapter is not None else {}
         self.engine = EmbeddedEngine(model, tokenizer, BASE_NAME, adapters, max_batch=cfg.eval.batch_size)
         self._full_engine: Any = None
 
