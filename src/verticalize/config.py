@@ -123,7 +123,7 @@ class ContextConfig(Section):
     enabled: bool = Field(True, description="Train the way the model is asked with retrieval (RAFT): each pair "
                                             "gets passages from the knowledge base in the serving prompt format.")
     distractors: int = Field(2, ge=0, description="Retrieved non-answer passages shown beside the source chunk.")
-    oracle_share: float = Field(0.8, ge=0, le=1, description="Share of context examples that show the source "
+    oracle_share: float = Field(0.85, ge=0, le=1, description="Share of context examples that show the source "
                                                              "chunk; the rest show distractors only and are "
                                                              "answered with project.refusal.")
     closed_book_share: float = Field(0.2, ge=0, le=1, description="Share of pairs also kept without passages, "
@@ -134,8 +134,15 @@ class ContextConfig(Section):
 
 
 class DataConfig(Section):
-    generator: Literal["rules", "llm", "both"] = Field("rules", description="Distillation generator.")
+    generator: Literal["offline", "rules", "spans", "llm", "both"] = Field(
+        "offline", description="Distillation generator: offline = rules + spans (both offline); rules = the rule "
+                               "engine; spans = answer-first questions about names, dates, numbers, definitions; "
+                               "llm = an LLM teacher; both = rules + llm.")
     max_per_chunk: int = Field(4, ge=0, description="At most this many generated pairs per chunk.")
+    max_kind_share: float = Field(0.25, gt=0, le=1, description="At most this share of the distilled pairs may come "
+                                                                "from one generator kind (e.g. rules:percent); the "
+                                                                "surplus is dropped. Never below a uniform share "
+                                                                "over the kinds present; 1 turns the cap off.")
     cloze: bool = Field(True, description="Also make cloze (fill-in) questions.")
     grounding_threshold: float = Field(0.6, ge=0, le=1, description="Minimum share of answer characters found in the "
                                                                    "chunk for a pair to be kept.")
@@ -198,7 +205,7 @@ class TrainConfig(Section):
                                                               "on (epochs are cut to it; null: no budget). The "
                                                               "default keeps a CPU run near 8 minutes; raise it on "
                                                               "a GPU.")
-    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    learning_rate: float = Field(1e-3, gt=0, description="Peak learning rate (high because the default token budget allows ~150 steps).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps for linear warm-up (then cosine).")
     batch_tokens: int = Field(1024, ge=16, description="Tokens per micro-batch (padding-free with packing); "

@@ -2,7 +2,8 @@
 
 Order of work, and why:
 1. distil: generators turn RUN/ingest/chunks.jsonl into synthetic pairs; the grounding filter drops unsupported
-   ones (counted by reason). Skipped when there is no corpus (seed-only) or the task is classification.
+   ones (counted by reason), then no generator kind keeps more than ``data.max_kind_share`` of them (the surplus
+   is dropped and counted). Skipped when there is no corpus (seed-only) or the task is classification.
 2. import seed data (bad rows reported with file:line) and put it first, so human rows win dedup.
 3. dedup (exact question / near question+answer), then split by source-document group: test from seed first,
    or the user's test file (project.test_set) instead; a classification dataset is split label by label
@@ -51,10 +52,12 @@ def _progress(enabled: bool) -> Iterator[Any]:
 
 def distil(chunks: list[dict[str, Any]], cfg: Config, bar: Any = None,
            generators: list[Any] | None = None) -> tuple[list[dict], dict[str, Any]]:
-    """Synthetic examples from chunks (generators + grounding filter) and a report of what happened.
+    """Synthetic examples from chunks (generators + grounding filter + kind-share cap) and a report of what
+    happened (``kind_cap_drops``: examples dropped per generator kind by ``data.max_kind_share``).
 
     ``generators`` defaults to the ones ``data.generator`` names.
     """
+    from verticalize.data.balance import cap_kind_shares
     from verticalize.data.generators import make_generators
     from verticalize.data.grounding import grounding_filter
 
@@ -77,8 +80,9 @@ def distil(chunks: list[dict[str, Any]], cfg: Config, bar: Any = None,
                 bar.advance(task, len(batch))
     chunks_by_id = {c["id"]: c for c in chunks}
     kept, drops = grounding_filter(generated, chunks_by_id, cfg.data.grounding_threshold)
+    kept, cap_drops = cap_kind_shares(kept, cfg.data.max_kind_share, cfg.project.seed)
     report = {"generated": dict(by_generator), "malformed": dict(malformed), "grounding_drops": dict(drops),
-              "kept": len(kept),
+              "kind_cap_drops": dict(sorted(cap_drops.items())), "kept": len(kept),
               "generators": {g.name: _generator_report(g) for g in generators}}
     return kept, report
 
@@ -185,6 +189,7 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
             synthetic, distil_report = distil(chunks, cfg, bar)
             drops.update({f"grounding:{k}": v for k, v in distil_report["grounding_drops"].items()})
             drops.update({f"malformed:{k}": v for k, v in distil_report["malformed"].items()})
+            drops.update({f"kind_cap:{k}": v for k, v in distil_report["kind_cap_drops"].items()})
         if task == "classification":
             seed = _classification_only(seed, cfg.data.labels, drops)
         pool, dedup_counts = dedup_examples(seed + synthetic, cfg.data.dedup_threshold,
