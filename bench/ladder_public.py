@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from verticalize.answering import is_refusal  # noqa: E402
+from verticalize.answering import PromptStyle, focus, is_refusal  # noqa: E402
 from verticalize.artifacts import library_versions, read_jsonl, write_json  # noqa: E402
 from verticalize.config import load_config  # noqa: E402
 from verticalize.evaluate.metrics import exact_match, token_f1  # noqa: E402
@@ -120,6 +120,18 @@ def naive_rag(squad: dict[str, Any], questions: list[dict[str, Any]], model_cfg:
     return answers
 
 
+def answer_shown(rows: list[dict[str, Any]], questions: list[dict[str, Any]], style: PromptStyle) -> float:
+    """Share of answerable questions whose reference appears in the passage windows the model was shown (the
+    retrieval figure that matters to a reader: answer-in-top-k counts whole chunks)."""
+    by_id = {r["id"]: r for r in rows}
+    hits = []
+    for q in questions:
+        if q["answerable"]:
+            shown = " ".join(focus(t, q["question"], style.passage_tokens) for t in by_id[q["id"]].get("context", []))
+            hits.append(any(a in shown for a in q["answer"]))
+    return sum(hits) / len(hits) if hits else float("nan")
+
+
 def score(predictions: list[str], questions: list[dict[str, Any]], refused: list[bool] | None = None) -> dict:
     refused = refused if refused is not None else [is_refusal(p) for p in predictions]
     ans = [(p, q, r) for p, q, r in zip(predictions, questions, refused) if q["answerable"]]
@@ -157,6 +169,8 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
         m = ladder["rungs"][rung]
         rungs[rung] = {**score(preds, questions), "p50_latency_ms": m.get("p50_latency_ms"),
                        "answer_in_top_k": m.get("recall@k"), "training_time_s": m.get("training_time_s")}
+        if rung.endswith("rag"):
+            rungs[rung]["answer_in_shown_passages"] = answer_shown(rows, questions, PromptStyle.from_config(cfg))
 
     t1 = time.perf_counter()
     naive_preds = naive_rag(squad, questions, cfg.model)

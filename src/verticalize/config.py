@@ -219,6 +219,8 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     early_stopping_patience: int = Field(3, ge=0, description="Stop after this many evaluations without "
                                                              "validation-loss improvement (0: off).")
+    max_val_examples: int | None = Field(48, ge=1, description="Validation loss is computed on at most this many "
+                                                               "validation examples (a stable sample; null: all).")
     eval_every: int = Field(50, ge=1, description="Evaluate validation loss every N steps (and at epoch end).")
     save_every: int = Field(100, ge=1, description="Write a resumable checkpoint every N steps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Compute precision; auto = bf16 "

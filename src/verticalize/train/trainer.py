@@ -166,6 +166,16 @@ def train(cfg: Config, run: RunDir, resume: bool = False, on_step: StepCallback 
     return summary
 
 
+def _validation_sample(val: list[Any], limit: int | None) -> list[Any]:
+    """At most ``limit`` validation examples, a stable choice by id hash: validation loss is computed several
+    times per stage, and on a CPU a large validation split can cost more than the training it steers."""
+    if not limit or len(val) <= limit:
+        return val
+    import hashlib
+
+    return sorted(val, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest())[:limit]
+
+
 def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc: Any, log: MetricsLog,
                  resume: bool, on_step: StepCallback | None, set_seed: Any) -> dict[str, Any]:
     adapter_dir = run.adapters_dir / plan.name
@@ -186,7 +196,7 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
         print(f"stage '{plan.name}' ({cfg.train.method}, {plan.task}): {counts['trainable_params']:,} trainable "
               f"of {counts['total_params']:,} parameters ({share:.3f}%); {len(train_ex)} train / {len(val_ex)} "
               f"validation examples; precision {precision.name}; {acc.num_processes} process(es)")
-    stage = StageRun(name=plan.name, train=train_ex, val=val_ex, epochs=plan.epochs,
+    stage = StageRun(name=plan.name, train=train_ex, val=_validation_sample(val_ex, cfg.train.max_val_examples), epochs=plan.epochs,
                      learning_rate=plan.learning_rate,
                      packing=cfg.train.packing and cfg.train.method not in VIRTUAL_TOKEN_METHODS,
                      n_virtual=n_virtual_tokens(model), pad_id=tok.pad_token_id,
