@@ -161,9 +161,9 @@ def _examples(counts: dict[str, int]) -> list[dict]:
 
 def test_kind_cap_drops_the_surplus_of_a_dominant_kind() -> None:
     examples = _examples({"rules:percent": 88, "spans:person": 50, "spans:date": 40, "rules:definition": 30,
-                          "spans:place": 30})
+                          "rules:cloze": 30})
     kept, dropped = cap_kind_shares(examples, 0.25, seed=7)
-    assert dict(dropped) == {"rules:percent": 38}  # 50 of 88 kept: 50 / 200 = 25 % of what is kept
+    assert dict(dropped) == {"quantity": 38}  # 50 of 88 kept: 50 / 200 = 25 % of what is kept
     by_kind = {k: sum(e["meta"]["generator"] == k for e in kept) for k in ("rules:percent", "spans:person")}
     assert by_kind == {"rules:percent": 50, "spans:person": 50}
     assert len(kept) == 200 and max(by_kind.values()) / len(kept) <= 0.25
@@ -173,12 +173,23 @@ def test_kind_cap_drops_the_surplus_of_a_dominant_kind() -> None:
 def test_kind_cap_never_goes_below_a_uniform_share() -> None:
     # Two kinds: a 25 % cap would keep 10 of 90; the floor is a uniform share, 50 of 100.
     kept, dropped = cap_kind_shares(_examples({"rules:percent": 90, "spans:date": 10}), 0.25)
-    assert dict(dropped) == {"rules:percent": 40} and len(kept) == 60
+    assert dict(dropped) == {"quantity": 40} and len(kept) == 60
     # One kind, or a cap of 1: nothing is dropped.
     assert cap_kind_shares(_examples({"spans:date": 30}), 0.25)[1] == {}
     assert cap_kind_shares(_examples({"a": 90, "b": 10}), 1.0)[1] == {}
     assert kind_cap({"a": 80, "b": 5, "c": 5, "d": 5, "e": 5}, 0.25) == 20  # floor 100 / 5
     assert kind_cap({"a": 10, "b": 10, "c": 10}, 0.25) is None               # balanced already
+
+
+def test_kind_cap_is_on_the_answer_shape_across_generators() -> None:
+    # Dates from two generators are one shape: together 60 of 100, capped as one (to the floor of a uniform
+    # share over the 4 shapes present, 25; per generator name neither would have been cut).
+    examples = _examples({"rules:date": 30, "spans:year": 30, "spans:person": 20, "rules:cloze": 10,
+                          "spans:definition": 10})
+    kept, dropped = cap_kind_shares(examples, 0.25, seed=1)
+    assert set(dropped) == {"time"}
+    times = sum(e["meta"]["generator"] in ("rules:date", "spans:year") for e in kept)
+    assert times == 25 and dropped["time"] == 35
 
 
 def test_kind_cap_is_deterministic_for_a_seed() -> None:
@@ -203,7 +214,7 @@ def test_distil_applies_the_kind_cap_and_reports_it(tmp_path) -> None:
                 for i in range(9):
                     yield make_example(f"What percentage {i}?", "5%", kind="synthetic", generator="one:percent",
                                        chunk=chunk)
-                for kind in ("one:date", "one:person", "one:place"):
+                for kind in ("one:date", "one:person", "one:cloze"):
                     yield make_example(f"Which {kind}?", "in 1066", kind="synthetic", generator=kind, chunk=chunk)
 
         def report(self):
@@ -212,7 +223,7 @@ def test_distil_applies_the_kind_cap_and_reports_it(tmp_path) -> None:
     chunk = _chunk("The fee is 5% per year, in 1066.")
     cfg = Config.model_validate({"project": {"run_dir": str(tmp_path)}, "data": {"max_kind_share": 0.25}})
     kept, report = distil([chunk], cfg, generators=[_OneShape()])
-    assert report["kind_cap_drops"] == {"one:percent": 6}  # 12 made; ceil(12 / 4) = 3 percent pairs kept
+    assert report["kind_cap_drops"] == {"quantity": 6}  # 12 made; ceil(12 / 4) = 3 percent pairs kept
     assert sum(e["meta"]["generator"] == "one:percent" for e in kept) == 3 and report["kept"] == 6
 
 

@@ -19,9 +19,26 @@ from collections import Counter
 from typing import Any
 
 
+# Answer shapes: what a model would learn to answer with. Rules and spans name the same shape differently
+# ("rules:date", "spans:year", "rules:deadline" are all a time), and a cap per generator name let times and
+# numbers together make half of a real corpus's pairs.
+ANSWER_SHAPES = {
+    "time": ("date", "year", "deadline", "time", "period"),
+    "quantity": ("number", "count", "percent", "amount", "quantity"),
+    "entity": ("person", "place", "org", "name", "term", "entity"),
+    "definition": ("definition",),
+    "rule": ("obligation", "prohibition", "condition", "reference", "article"),
+    "clause": ("cloze", "cause", "list", "clause"),
+}
+_SHAPE_OF = {kind: shape for shape, kinds in ANSWER_SHAPES.items() for kind in kinds}
+
+
 def kind_of_example(example: dict[str, Any]) -> str:
-    """The kind a cap applies to: the example's generator ("rules:percent", "spans:date", "llm")."""
-    return str((example.get("meta") or {}).get("generator") or "unknown")
+    """The kind a cap applies to: the answer shape of the example's generator kind ("rules:percent" and
+    "spans:number" are both a quantity); generators without kinds ("llm") are their own."""
+    generator = str((example.get("meta") or {}).get("generator") or "unknown")
+    kind = generator.split(":", 1)[-1]
+    return _SHAPE_OF.get(kind, generator)
 
 
 def kind_cap(counts: dict[str, int], max_share: float) -> int | None:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from verticalize.answering import DEFAULT_REFUSAL, PromptStyle, is_refusal, language_of
 from verticalize.artifacts import RunDir, file_fingerprint, write_json, write_jsonl, write_manifest
 from verticalize.config import Config, ConfigError, EvalConfig
 from verticalize.evaluate import gates as gates_mod
-from verticalize.answering import PromptStyle
 from verticalize.evaluate.generation import AdapterInfo, LadderEngines, find_adapters, generate_answers
 from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
                                           normalize_answer, percentile, recall_at_k, tokens_per_second)
@@ -221,7 +221,7 @@ def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[
                                "reference": ex.references if ex.answerable else [_refusal_phrase(ex.question, style)],
                                "prediction": gen.text, "latency_ms": round(latency * 1000, 2),
                                "new_tokens": gen.new_tokens, "answerable": ex.answerable,
-                               "refused": _is_refusal(gen.text, style)}
+                               "refused": is_refusal(gen.text, style)}
         if labels:
             row["label"] = ex.label
             row["predicted_label"] = map_to_label(gen.text, labels)
@@ -306,15 +306,7 @@ def _finite(obj: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- unanswerable
-def _is_refusal(text: str, style: PromptStyle | None) -> bool:
-    from verticalize.answering import is_refusal
-
-    return is_refusal(text, style)
-
-
 def _refusal_phrase(question: str, style: PromptStyle | None) -> str:
-    from verticalize.answering import DEFAULT_REFUSAL, language_of
-
     return style.refusal_for(question) if style is not None else DEFAULT_REFUSAL[language_of(question)]
 
 

@@ -46,8 +46,9 @@ def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
         from verticalize.kb import open_kb
 
         kb = open_kb(run.kb_dir)
-    settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, style=PromptStyle.from_config(cfg))
-    quality = QualitySignals(load_training_questions(run.dataset_split("train")))
+    style = PromptStyle.from_config(cfg)
+    settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, style=style)
+    quality = QualitySignals(load_training_questions(run.dataset_split("train")), style=style)
     return Gateway(engine, settings, kb=kb, feedback=FeedbackStore(feedback_db_path(run), _redactor()),
                    quality=quality)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-REFUSAL = re.compile(r"(i don't know|i do not know|i cannot answer|i can't answer|not able to answer|"
-                     r"no information|无法回答|不知道|没有相关信息|无法确定|不清楚)", re.IGNORECASE)
+from verticalize.answering import PromptStyle, is_refusal
+
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -25,15 +25,17 @@ def units(text: str) -> set[str]:
 
 
 class QualitySignals:
-    def __init__(self, training_questions: Iterable[str] = (), ood_threshold: float = 0.7):
+    def __init__(self, training_questions: Iterable[str] = (), ood_threshold: float = 0.7,
+                 style: PromptStyle | None = None):
+        self.style = style
         self.vocab: set[str] = set()
         for q in training_questions:
             self.vocab |= units(q)
         self.ood_threshold = ood_threshold
 
-    @staticmethod
-    def is_refusal(answer: str) -> bool:
-        return bool(REFUSAL.search(answer))
+    def is_refusal(self, answer: str) -> bool:
+        """The ladder's refusal test (``answering.is_refusal``), so the served refusal share is the measured one."""
+        return is_refusal(answer, self.style)
 
     def unseen_share(self, query: str) -> float | None:
         u = units(query)
