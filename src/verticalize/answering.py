@@ -6,8 +6,9 @@ Training (the data stage's retrieval-augmented examples), the evaluation ladder 
     system     project.system_prompt (or the client's own system message at the gateway)
     few-shot   (prompt rung only) user/assistant pairs
     user       without passages: the question alone;
-               with passages:    the numbered passages, then one line telling the model to answer from them or
-                                 to give the refusal answer, then the question.
+               with passages:    the numbered passages, one line telling the model to answer from them (and,
+                                 with project.refusal_instruction, to give the refusal answer otherwise), then
+                                 the question.
 
 The refusal answer is one fixed phrase per language (``project.refusal``): a model trained to say exactly it can
 be scored (refusal rate on unanswerable questions, false refusals on answerable ones) without a judge.
@@ -29,11 +30,10 @@ _REFUSAL_PATTERNS = re.compile(
     r"i don't know|i do not know|unable to (?:answer|find|determine)|"
     r"没有答案|无法回答|没有提到|未提及|没有相关|无法确定|不知道|资料中没有|没有提供)", re.IGNORECASE)
 _PASSAGE_HEADER = {"en": "Passages:", "zh": "参考资料："}
-_INSTRUCTION = {
-    "en": "Answer the question with a short span copied from the passages. If they do not contain the answer, "
-          "reply: {refusal}",
-    "zh": "用资料原文中的词语简短回答问题。如果资料中没有答案，回答：{refusal}",
-}
+_INSTRUCTION = {"en": "Answer the question with a short span copied from the passages.",
+                "zh": "用资料原文中的词语简短回答问题。"}
+_REFUSAL_INSTRUCTION = {"en": " If they do not contain the answer, reply: {refusal}",
+                        "zh": "如果资料中没有答案，回答：{refusal}"}
 _QUESTION = {"en": "Question: {q}", "zh": "问题：{q}"}
 
 
@@ -54,11 +54,13 @@ class PromptStyle:
     system_prompt: str
     refusal: Mapping[str, str]
     passage_tokens: int = 200
+    refusal_instruction: bool = False
 
     @classmethod
     def from_config(cls, cfg: Any) -> "PromptStyle":
         return cls(system_prompt=cfg.project.system_prompt, refusal=dict(cfg.project.refusal),
-                   passage_tokens=cfg.data.context.passage_tokens)
+                   passage_tokens=cfg.data.context.passage_tokens,
+                   refusal_instruction=cfg.project.refusal_instruction)
 
     def refusal_for(self, question: str) -> str:
         lang = language_of(question)
@@ -154,8 +156,10 @@ def user_turn(question: str, passages: Sequence[Any], style: PromptStyle, *, foc
     for i, p in enumerate(map(as_passage, passages), 1):
         text = p.text if focused else focus(p.text, question, style.passage_tokens)
         lines.append(f"[{i}] {text}")
-    lines += ["", _INSTRUCTION[lang].format(refusal=style.refusal_for(question)),
-              _QUESTION[lang].format(q=question)]
+    instruction = _INSTRUCTION[lang]
+    if style.refusal_instruction:
+        instruction += _REFUSAL_INSTRUCTION[lang].format(refusal=style.refusal_for(question))
+    lines += ["", instruction, _QUESTION[lang].format(q=question)]
     return "\n".join(lines)
 
 

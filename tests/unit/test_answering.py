@@ -21,9 +21,12 @@ def test_without_passages_the_question_is_the_user_turn() -> None:
 def test_passages_then_instruction_then_question_in_the_question_language() -> None:
     en = build_messages("What fee?", STYLE, passages=[Passage("The fee is 5 USD.", "a.md")])[-1]["content"]
     assert en.splitlines()[0] == "Passages:" and en.splitlines()[1] == "[1] The fee is 5 USD."
-    assert en.endswith("reply: The documents do not contain the answer.\nQuestion: What fee?")
+    assert en.endswith("copied from the passages.\nQuestion: What fee?")
+    told = PromptStyle("SYS", DEFAULT_REFUSAL, refusal_instruction=True)
+    assert build_messages("What fee?", told, passages=[Passage("x")])[-1]["content"].endswith(
+        "reply: The documents do not contain the answer.\nQuestion: What fee?")
     zh = build_messages("年费多少？", STYLE, passages=[{"text": "年费200元。", "source": "b.md"}])[-1]["content"]
-    assert zh.startswith("参考资料：\n[1] 年费200元。") and zh.endswith("回答：资料中没有答案。\n问题：年费多少？")
+    assert zh.startswith("参考资料：\n[1] 年费200元。") and zh.endswith("简短回答问题。\n问题：年费多少？")
 
 
 def test_client_system_and_history_are_kept() -> None:

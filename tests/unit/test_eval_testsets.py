@@ -142,7 +142,7 @@ def test_conversations_per_rung() -> None:
     assert prompt[-1]["content"] == "年费多少？"  # the prompt rung gets no passages
     rag = build_conversation("rag", "年费多少？", style, few_shot=shots, hits=hits)
     assert len(rag) == 2 and rag[1]["content"] == ("参考资料：\n[1] 年费300元。\n[2] 贷款需要收入证明。\n\n"
-                                                   "用资料原文中的词语简短回答问题。如果资料中没有答案，回答：资料中没有答案。\n"
+                                                   "用资料原文中的词语简短回答问题。\n"
                                                    "问题：年费多少？")
     en = build_conversation("peft+rag", "What fee?", style, hits=hits[:1])
     assert en[1]["content"].startswith("Passages:\n[1] 年费300元。")
