@@ -263,7 +263,7 @@ def test_cmrc2018_passages_as_chunks_and_human_questions_as_test_set(tmp_path: P
     counts = manifest["counts"]
     assert counts["chunks"] == 256 and counts["splits"]["test"] == 1000  # 1,002 questions, 2 of them empty
     assert manifest["test_set_import"]["problems_total"] == 2
-    assert counts["splits"]["train"] > 300 and counts["by_kind"]["train"] == {"synthetic": counts["splits"]["train"]}
+    assert counts["splits"]["train"] > 250 and counts["by_kind"]["train"] == {"synthetic": counts["splits"]["train"]}
     # A rule question that is also a human test question ("什么是标准杆数？") is removed from training.
     assert counts["decontamination"]["train"] + counts["decontamination"]["validation"] >= 1
     test_questions = {e["meta"]["question"] for e in read_jsonl(run.dataset_split("test"))}
