@@ -57,8 +57,7 @@ class GatewaySettings:
     request_timeout_s: float = 120.0
     rag_adapters: set[str] = field(default_factory=set)
     top_k: int = 3
-    style: PromptStyle = field(default_factory=lambda: PromptStyle(Config().project.system_prompt,
-                                                                   Config().project.refusal))
+    style: PromptStyle = field(default_factory=lambda: PromptStyle.from_config(Config()))
 
     @classmethod
     def from_config(cls, serve_cfg: Any, *, top_k: int = 3, style: PromptStyle | None = None) -> "GatewaySettings":
