@@ -54,7 +54,7 @@ def higher_is_better(name: str) -> bool:
     """Direction of a metric by name; unregistered names (e.g. p99_latency_ms) are judged by their suffix."""
     if name in METRICS:
         return METRICS[name].higher_is_better
-    return not re.search(r"(latency|_ms|_s|seconds|bytes|size|params|time)$", name)
+    return not re.search(r"(latency|_ms|_s|seconds|bytes|size|params|time|false_refusal_rate)$", name)
 
 
 # --------------------------------------------------------------------------------------------- normalisation
