@@ -13,12 +13,10 @@ questions that contain their answer are skipped, and ids hash (chunk id, rule, q
 from __future__ import annotations
 
 import re
-from collections import Counter
 from types import ModuleType
-from typing import Iterator
 
 from verticalize.data import rules_en, rules_zh
-from verticalize.data.schema import make_example
+from verticalize.data.generators import ChunkPairGenerator
 from verticalize.data.rules_base import LIST_MARKER, SENTENCE_END, Candidate, ListBlock, marker_family
 from verticalize.text import is_cjk, normalize
 
@@ -36,28 +34,18 @@ _ARTICLE_BODY_CHARS = 200
 _CLOZE_LEN = (12, 160)
 
 
-class RulesGenerator:
+class RulesGenerator(ChunkPairGenerator):
     """Offline QA distillation. ``report()`` gives pairs per rule and chunks that produced nothing."""
 
     name = "rules"
+    count_prefix = "rule"
 
     def __init__(self, *, max_per_chunk: int = 4, cloze: bool = True):
-        self.max_per_chunk = max_per_chunk
+        super().__init__(max_per_chunk)
         self.cloze = cloze
-        self.counts: Counter = Counter()
 
-    def generate(self, chunks: list[dict]) -> Iterator[dict]:
-        for chunk in chunks:
-            self.counts["chunks"] += 1
-            pairs = self.pairs_for(chunk) if self.max_per_chunk > 0 else []
-            if not pairs:
-                self.counts["chunks_without_pairs"] += 1
-            for c in pairs:
-                self.counts[f"rule:{c.rule}"] += 1
-                yield make_example(c.question, c.answer, kind="synthetic", generator=f"rules:{c.rule}", chunk=chunk)
-
-    def report(self) -> dict:
-        return {"counts": dict(sorted(self.counts.items()))}
+    def pair_kind(self, pair: Candidate) -> str:
+        return pair.rule
 
     def pairs_for(self, chunk: dict) -> list[Candidate]:
         """The chunk's pairs after round-robin selection, dedup and the cap."""

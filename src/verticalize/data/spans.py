@@ -26,11 +26,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Iterator
 
+from verticalize.data.generators import ChunkPairGenerator
 from verticalize.data.rules import read_structure
 from verticalize.data.rules_base import LIST_MARKER
-from verticalize.data.schema import make_example
 from verticalize.text import is_cjk, normalize
 
 KINDS = ("definition", "person", "org", "place", "date", "year", "number", "term", "name", "condition", "cause")
@@ -86,28 +85,14 @@ class Context:
         return self.referent or self.title
 
 
-class SpanGenerator:
+class SpanGenerator(ChunkPairGenerator):
     """Offline answer-first QA distillation. ``report()`` gives pairs per kind, chunks without pairs and the
     candidates rejected per reason."""
 
     name = "spans"
 
     def __init__(self, *, max_per_chunk: int = 4):
-        self.max_per_chunk = max_per_chunk
-        self.counts: Counter = Counter()
-
-    def generate(self, chunks: list[dict]) -> Iterator[dict]:
-        for chunk in chunks:
-            self.counts["chunks"] += 1
-            pairs = self.pairs_for(chunk) if self.max_per_chunk > 0 else []
-            if not pairs:
-                self.counts["chunks_without_pairs"] += 1
-            for p in pairs:
-                self.counts[f"kind:{p.kind}"] += 1
-                yield make_example(p.question, p.answer, kind="synthetic", generator=f"spans:{p.kind}", chunk=chunk)
-
-    def report(self) -> dict:
-        return {"counts": dict(sorted(self.counts.items()))}
+        super().__init__(max_per_chunk)
 
     def pairs_for(self, chunk: dict) -> list[SpanPair]:
         """The chunk's pairs: acceptable candidates taken round-robin over the kinds, one answer once."""

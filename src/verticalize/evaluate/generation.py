@@ -117,8 +117,7 @@ class Generated:
 
 
 def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[dict[str, str]]], *,
-                     max_new_tokens: int, batch_size: int, count_tokens: Any,
-                     label: str = "generating") -> list[Generated]:
+                     max_new_tokens: int, batch_size: int, label: str = "generating") -> list[Generated]:
     """Greedy answers in the input order, through the engine's ``generate`` — the call the gateway makes per
     request. Questions of similar prompt length are sent together (``batch_size`` at a time) so the engine batches
     them with little padding; each answer's latency is what its caller waited."""
@@ -126,7 +125,8 @@ def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[
 
     from verticalize.engine import GenerationRequest
 
-    lengths = [count_tokens(c) for c in conversations]
+    # Characters stand in for tokens here: the engine tokenises each prompt once, when it generates.
+    lengths = [sum(len(m["content"]) for m in c) for c in conversations]
     order = sorted(range(len(conversations)), key=lambda i: lengths[i])
     results: list[Generated | None] = [None] * len(conversations)
 

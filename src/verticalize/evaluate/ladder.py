@@ -105,8 +105,7 @@ def _answer_rung(cfg: Config, models: LadderEngines, rung: str, ts: TestSet, few
         trimmed.append(n)
     engine, model_name = models.for_rung(rung)
     gens = generate_answers(engine, model_name, convs, max_new_tokens=cfg.eval.max_new_tokens,
-                            batch_size=cfg.eval.batch_size, count_tokens=models.count_tokens,
-                            label=f"eval {rung}")
+                            batch_size=cfg.eval.batch_size, label=f"eval {rung}")
     rows = _prediction_rows(rung, ts.examples, gens, retrieval, labels, style)
     for row, n in zip(rows, trimmed):
         if n:
