@@ -96,7 +96,8 @@ def estimated_tokens(text: str) -> float:
     return cjk * 1.5 + (len(text) - cjk) / 4
 
 
-def _sentences(text: str) -> list[str]:
+def sentences(text: str) -> list[str]:
+    """The sentences of a passage (Chinese and English sentence ends)."""
     parts = _ZH_SENTENCE.split(text) if detect_lang(text) != "en" else _EN_SENTENCE.split(text)
     return [p for p in (x.strip() for x in parts) if p]
 
@@ -121,7 +122,7 @@ def focus(text: str, question: str, budget: float, must_contain: str = "") -> st
     text = " ".join(text.split()) if detect_lang(text) == "en" else text.strip()
     if estimated_tokens(text) <= budget:
         return text
-    sents = _sentences(text) or [text]
+    sents = sentences(text) or [text]
     query = _units(question)
     scores = [_overlap(s, query) for s in sents]
     best = max(range(len(sents)), key=lambda i: (scores[i], -i))

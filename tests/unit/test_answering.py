@@ -79,3 +79,27 @@ def test_contextualise_makes_oracle_refusal_and_closed_book_forms() -> None:
     # deterministic: the same input gives the same forms
     again, _ = contextualise(examples * 6, {c["id"]: c for c in chunks}, _KB(chunks), cfg)
     assert [e["id"] for e in again] == [e["id"] for e in out]
+
+
+def test_small_corpus_gets_several_forms_per_pair_and_near_miss_refusals() -> None:
+    chunks = [{"id": f"c{i}", "doc_id": f"d{i}", "source": f"s{i}.txt",
+               "text": f"Item {i} is sold in the northern market of the old town. Item {i} costs {i * 7} dollars. "
+                       f"It was first made by a guild of smiths in the valley near the river."} for i in range(8)]
+    examples = [make_example(f"How much does item {i} cost?", f"{i * 7} dollars", kind="synthetic",
+                             generator="spans:number", chunk=chunks[i]) for i in range(1, 8)]
+    cfg = load_config(None, ["data.context.oracle_share=0.5", "data.context.target_examples=21"])
+    out, counts = contextualise(examples, {c["id"]: c for c in chunks}, _KB(chunks), cfg)
+    assert counts["forms_per_pair"] == 3
+    context = [e for e in out if e["meta"]["form"] != "closed"]
+    assert len(context) == 21 and len({e["id"] for e in context}) == 21
+    assert Counter(e["meta"]["parent_id"] for e in context) == {ex["id"]: 3 for ex in examples}
+    assert counts["near_miss_refusal"] > 0
+    near = [e for e in context if e["meta"]["form"] == "refusal" and "northern market" in e["messages"][0]["content"]
+            and f"Item {e['meta']['question'].split()[4]} is sold" in e["messages"][0]["content"]]
+    assert near, "a near-miss shows the oracle's other sentences"
+    for e in near:
+        assert e["meta"]["answer"] not in e["messages"][0]["content"]
+        assert e["messages"][1]["content"] == DEFAULT_REFUSAL["en"]
+    # validation keeps one form per pair
+    val, val_counts = contextualise(examples, {c["id"]: c for c in chunks}, _KB(chunks), cfg, train=False)
+    assert len([e for e in val if e["meta"]["form"] != "closed"]) == 7 and "forms_per_pair" not in val_counts
