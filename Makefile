@@ -36,6 +36,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
 bench: setup
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python bench/train_throughput.py
 
 clean:

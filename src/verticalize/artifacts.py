@@ -13,14 +13,20 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from verticalize.errors import UserError
+
 STAGES = ("ingest", "kb", "data", "train", "eval", "report", "export", "feedback")
 
-_VERSIONED = ("verticalize", "torch", "transformers", "peft", "trl", "accelerate", "bm25s", "jieba")
+MANIFEST = "manifest.json"
+ADAPTER_META = "verticalize_adapter.json"  # per stage adapter: name, method, parent, layering, metrics, complete
+TRAIN_SECONDS = "train_seconds"  # the trainer's wall-clock time metric, in each adapter's meta["metrics"]
+
+_VERSIONED = ("verticalize", "torch", "transformers", "peft", "accelerate", "bm25s", "jieba")
 
 
 @dataclass(frozen=True)
@@ -37,21 +43,69 @@ class RunDir:
             raise ValueError(f"unknown stage '{name}'; stages are {', '.join(STAGES)}")
         return self.root / name
 
-    # The files each stage publishes (the contract between stages).
+    # The files each stage publishes (the contract between stages): writer → readers. Every file a stage reads
+    # from another stage is named here; docs/architecture.md draws the same table.
+    def manifest(self, name: str) -> Path:  # every stage → the pipeline's cache check, report, later stages
+        return self.stage(name) / MANIFEST
+
+    @property
+    def config_file(self) -> Path:  # pipeline → eval, serve, export, report (the run's resolved config)
+        return self.root / "config.yaml"
+
     @property
     def chunks(self) -> Path:  # ingest → kb, data
         return self.stage("ingest") / "chunks.jsonl"
 
     @property
-    def kb_dir(self) -> Path:  # kb → eval, serve
+    def kb_dir(self) -> Path:  # kb → data, eval, serve
         return self.stage("kb")
 
-    def dataset_split(self, split: str) -> Path:  # data → train, eval
+    def dataset_split(self, split: str) -> Path:  # data → train, eval, serve
         return self.stage("data") / f"{split}.jsonl"
+
+    @property
+    def labels(self) -> Path:  # data → train (copied into classification adapters), eval
+        return self.stage("data") / "labels.json"
+
+    @property
+    def train_metrics(self) -> Path:  # train → report (loss curves)
+        return self.stage("train") / "metrics.jsonl"
 
     @property
     def adapters_dir(self) -> Path:  # train → eval, serve, export (one sub-directory per stage adapter)
         return self.stage("train") / "adapters"
+
+    def adapter_dir(self, name: str) -> Path:  # train → eval, serve, export; read them through read_adapters
+        return self.adapters_dir / name
+
+    def adapter_meta(self, name: str) -> Path:  # train → eval, serve, export, report
+        return self.adapter_dir(name) / ADAPTER_META
+
+    @property
+    def ladder(self) -> Path:  # eval → report, plan, pipeline
+        return self.stage("eval") / "ladder.json"
+
+    def predictions(self, rung: str) -> Path:  # eval → report
+        return self.stage("eval") / f"predictions_{rung}.jsonl"
+
+    @property
+    def report_html(self) -> Path:  # report → the user (pipeline result)
+        return self.stage("report") / "report.html"
+
+    @property
+    def model_card(self) -> Path:  # report → the user
+        return self.stage("report") / "model_card.md"
+
+    def export_dir(self, to: str) -> Path:  # export → serve (gguf: serve.engine=llamacpp), the user
+        return self.stage("export") / to
+
+    @property
+    def feedback_db(self) -> Path:  # serve → serve (feedback export)
+        return self.stage("feedback") / "feedback.sqlite"
+
+    @property
+    def feedback_seed(self) -> Path:  # serve (feedback export) → data (`verticalize run --iterate` seed data)
+        return self.stage("feedback") / "seed.jsonl"
 
     def ensure(self, name: str) -> Path:
         path = self.stage(name)
@@ -103,12 +157,12 @@ def write_manifest(stage_dir: str | Path, stage: str, *, inputs: dict[str, Any],
         "fingerprint": fingerprint(stage, inputs, config),
         **(extra or {}),
     }
-    write_json(stage_dir / "manifest.json", manifest)
+    write_json(stage_dir / MANIFEST, manifest)
     return manifest
 
 
 def read_manifest(stage_dir: str | Path) -> dict[str, Any]:
-    path = Path(stage_dir) / "manifest.json"
+    path = Path(stage_dir) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no manifest at {path}: run the stage that writes {Path(stage_dir).name} first")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -142,3 +196,124 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+# --------------------------------------------------------------------------------------------- trained adapters
+class AdapterMetadataError(UserError, ValueError):
+    """A stage adapter under RUN/train/adapters/ whose metadata is missing, unreadable or inconsistent; the
+    message names the file."""
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    """One stage of ``RUN/train/adapters/``, as the train stage recorded it in ``verticalize_adapter.json``."""
+
+    name: str                                 # the directory name: the model name serve and export use
+    path: Path
+    meta: dict[str, Any] = field(repr=False)                     # the parsed verticalize_adapter.json
+    ancestors: tuple["TrainedAdapter", ...] = field(repr=False)  # the stages it was trained on, root first
+    final: bool = False                       # see read_adapters
+
+    @property
+    def method(self) -> str:
+        return str(self.meta.get("method") or "lora")
+
+    @property
+    def is_full(self) -> bool:
+        """A full fine-tune: the directory is a whole model, not a PEFT adapter."""
+        return self.method == "full"
+
+    @property
+    def lineage(self) -> tuple["TrainedAdapter", ...]:
+        """Ancestors, then this adapter: what has to be active to answer as this stage was trained."""
+        return (*self.ancestors, self)
+
+    @property
+    def layered(self) -> bool:
+        """Trained on the base with its parents merged in (LoRA family): served with its whole lineage on."""
+        return self.meta.get("layering") == "merged-parents" and bool(self.ancestors)
+
+
+def read_adapters(run: "RunDir | str | Path") -> list[TrainedAdapter]:
+    """Every trained stage adapter of a run, in training order, each with its lineage; the final ones marked.
+
+    One entry per sub-directory of ``RUN/train/adapters/`` that holds a complete stage (a stage whose metadata
+    says ``"complete": false`` was interrupted and is left out). Metadata that is missing or not valid JSON, a PEFT
+    stage without ``adapter_config.json``, or a ``parent`` that is not among the stages raises
+    `AdapterMetadataError` naming the file. No adapters directory: an empty list.
+
+    Training order is the order of ``train.stages`` as the train manifest recorded it (``RUN/train/manifest.json``,
+    ``stages``); adapters the manifest does not list (hand-made, left by an earlier training, or no manifest yet)
+    come first, parents before children, then by the ``created`` time in their metadata, then by name.
+
+    **Final** is defined per kind, because the ladder measures both: ``final`` is set on the *last PEFT adapter*
+    in training order (the adapter eval's peft rungs use and export exports by default) and on the *last full
+    fine-tune* in training order (eval's full rung). With layered stages the last stage is the one trained on top
+    of all the others, so it is the run's result. Serve loads every PEFT adapter, by name.
+    """
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    root = run.adapters_dir
+    if not root.is_dir():
+        return []
+    metas: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        meta_path = d / ADAPTER_META
+        if not meta_path.is_file():
+            raise AdapterMetadataError(f"{meta_path} is missing: {d} is not a stage adapter written by `verticalize "
+                                       "train`; train again or remove the directory")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise AdapterMetadataError(f"{meta_path} cannot be read ({e}); train again or remove {d}") from None
+        if not isinstance(meta, dict):
+            raise AdapterMetadataError(f"{meta_path} is not a JSON object; train again or remove {d}")
+        if meta.get("complete") is False:  # an interrupted stage is not a result
+            continue
+        if meta.get("method") != "full" and not (d / "adapter_config.json").is_file():
+            raise AdapterMetadataError(f"{meta_path} describes a PEFT adapter, but {d} has no adapter_config.json; "
+                                       "train again or remove the directory")
+        metas[d.name] = (meta_path, meta)
+
+    def chain(name: str) -> list[str]:  # ancestors, root first
+        out: list[str] = []
+        meta_path, meta = metas[name]
+        parent = meta.get("parent")
+        while parent:
+            if parent not in metas:
+                raise AdapterMetadataError(f"{meta_path} names parent stage '{parent}', which has no complete "
+                                           f"adapter under {root}; train again")
+            if parent == name or parent in out:
+                raise AdapterMetadataError(f"{meta_path}: the lineage of '{name}' loops at '{parent}'")
+            out.insert(0, parent)
+            parent = metas[parent][1].get("parent")
+        return out
+
+    chains = {name: chain(name) for name in metas}
+    order = _train_stage_order(run)
+    ranked = sorted(metas, key=lambda n: (order.index(n) if n in order else -1, len(chains[n]),
+                                          str(metas[n][1].get("created", "")), n))
+    is_full = {n: metas[n][1].get("method") == "full" for n in metas}
+    finals = {kind[-1] for kind in ([n for n in ranked if not is_full[n]], [n for n in ranked if is_full[n]]) if kind}
+    built: dict[str, TrainedAdapter] = {}
+    for name in sorted(metas, key=lambda n: len(chains[n])):  # parents before children
+        built[name] = TrainedAdapter(name, metas[name][0].parent, metas[name][1],
+                                     tuple(built[a] for a in chains[name]), final=name in finals)
+    return [built[n] for n in ranked]
+
+
+def final_adapter(adapters: Iterable[TrainedAdapter], *, full: bool = False) -> TrainedAdapter | None:
+    """The final PEFT adapter (``full=True``: the final full fine-tune) of ``read_adapters``' result, or None."""
+    return next((a for a in adapters if a.final and a.is_full == full), None)
+
+
+def _train_stage_order(run: RunDir) -> list[str]:
+    """Stage names in training order from the train manifest; [] when there is none (or it is unreadable)."""
+    try:
+        manifest = json.loads(run.manifest("train").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(manifest, dict):
+        return []
+    # Run directories written before the manifest recorded "stages": its inputs are {stage: data}, in order.
+    stages = manifest.get("stages") or list(manifest.get("inputs") or {})
+    return [str(s) for s in stages]

@@ -12,13 +12,18 @@ import difflib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from verticalize.errors import UserError
+from verticalize.methods import get as get_method
+from verticalize.methods import method_names
+from verticalize.rungs import DEFAULT_LADDER
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message says which key and what to do."""
 
 
@@ -98,6 +103,14 @@ class KBConfig(Section):
     index_workers: int = Field(0, ge=0, description="Processes that segment text while building the index (0: one "
                                                     "per CPU core, up to 8; 1: none).")
 
+    # How the index is queried (top_k: each caller passes it to search) or how fast it is built (index_workers),
+    # not what it holds: changing them must not rebuild the knowledge base.
+    RUNTIME_SETTINGS: ClassVar[frozenset[str]] = frozenset({"top_k", "index_workers"})
+
+    def index_settings(self) -> dict[str, Any]:
+        """The settings that shape the built index: the kb stage's key (``pipeline``) hashes these only."""
+        return self.model_dump(mode="json", exclude=set(self.RUNTIME_SETTINGS))
+
 
 # --------------------------------------------------------------------------------------------- data
 class TeacherConfig(Section):
@@ -128,11 +141,15 @@ class ContextConfig(Section):
     enabled: bool = Field(True, description="Train the way the model is asked with retrieval (RAFT): each pair "
                                             "gets passages from the knowledge base in the serving prompt format.")
     distractors: int = Field(2, ge=0, description="Retrieved non-answer passages shown beside the source chunk.")
-    oracle_share: float = Field(0.9, ge=0, le=1, description="Share of context examples that show the source "
+    oracle_share: float = Field(0.8, ge=0, le=1, description="Share of context examples that show the source "
                                                              "chunk; the rest show distractors only and are "
                                                              "answered with project.refusal.")
     closed_book_share: float = Field(0.2, ge=0, le=1, description="Share of pairs also kept without passages, "
                                                                   "so the peft rung learns facts too.")
+    target_examples: int = Field(300, ge=0, description="On a small corpus each training pair is written in up "
+                                                        "to 4 retrieval-augmented forms (other distractors, oracle "
+                                                        "or refusal drawn anew) until about this many are made; "
+                                                        "0: one form per pair.")
     passage_tokens: int = Field(200, ge=20, description="Longest passage shown in a prompt (estimated tokens; a "
                                                         "longer chunk is shown as its sentences around the "
                                                         "question), in training, evaluation and serving alike.")
@@ -200,8 +217,9 @@ class StageConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["lora", "dora", "qlora", "prefix", "prompt", "ia3", "full"] = Field(
-        "lora", description="Adaptation method (all through PEFT; full = full fine-tuning baseline).")
+    method: str = Field("lora", description=f"Adaptation method: {', '.join(method_names())} (registered in "
+                                            "verticalize.methods; all through PEFT except full, the full "
+                                            "fine-tuning baseline).")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA/DoRA/QLoRA settings.")
     prefix: PrefixConfig = Field(default_factory=PrefixConfig, description="Prefix/prompt tuning settings.")
     epochs: float = Field(3.0, gt=0, description="Training epochs.")
@@ -236,6 +254,12 @@ class TrainConfig(Section):
                                                   "the previous; empty = one 'task' stage on the dataset.")
     device_memory_gb: float | None = Field(None, description="Memory to plan against (default: detected).")
 
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, v: str) -> str:
+        get_method(v)  # UnknownMethodError (a ValueError) names the registered methods
+        return v
+
 
 # --------------------------------------------------------------------------------------------- evaluate
 class GateConfig(Section):
@@ -246,7 +270,7 @@ class GateConfig(Section):
 
 
 class EvalConfig(Section):
-    rungs: list[str] = Field(["prompt", "rag", "peft", "peft+rag"],
+    rungs: list[str] = Field(list(DEFAULT_LADDER),
                              description="Ladder rungs to measure (prompt, rag, peft, peft+rag, full); with this "
                                          "default list, full is added when a full fine-tune was trained.")
     few_shot: int = Field(3, ge=0, description="Few-shot examples for the prompt rung.")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from verticalize.artifacts import ADAPTER_META, RunDir, read_adapters
+
 BASE_MODEL_ALIAS = "base"
 
 
@@ -50,19 +52,8 @@ class Engine(Protocol):
         ...
 
 
-def discover_adapters(adapters_dir: Path) -> dict[str, Path]:
-    """Adapter name → directory, for every PEFT adapter the training stage wrote (method=full is skipped)."""
-    found: dict[str, Path] = {}
-    if not adapters_dir.is_dir():
-        return found
-    for d in sorted(adapters_dir.iterdir()):
-        if (d / "adapter_config.json").is_file():
-            found[d.name] = d
-    return found
-
-
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
-    info = adapter_dir / "verticalize_adapter.json"
+    info = adapter_dir / ADAPTER_META
     return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
 
 
@@ -159,13 +150,15 @@ class EmbeddedEngine:
         self.scheduler = BatchScheduler(self, max_batch=max_batch, window_s=batch_window_s)
 
     @classmethod
-    def from_run(cls, model_cfg: Any, adapters_dir: Path, base_name: str | None = None,
+    def from_run(cls, model_cfg: Any, run: RunDir, base_name: str | None = None,
                  **batching: Any) -> "EmbeddedEngine":
+        """The base with every PEFT adapter of the run loaded, each served by its stage name (a full fine-tune
+        is a model of its own and is not loaded here)."""
         from verticalize.models import load_base
 
+        adapters = {a.name: a.path for a in read_adapters(run) if not a.is_full}
         model, tokenizer = load_base(model_cfg)
-        return cls(model, tokenizer, base_name or Path(model_cfg.base).name, discover_adapters(adapters_dir),
-                   **batching)
+        return cls(model, tokenizer, base_name or Path(model_cfg.base).name, adapters, **batching)
 
     def _load_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from verticalize import data, evaluate, ingest, kb, train
 from verticalize.artifacts import RunDir, file_fingerprint, fingerprint, write_json
 from verticalize.config import Config
 
@@ -74,7 +75,7 @@ class Pipeline:
         if stage == "ingest":
             return fingerprint(c.ingest.model_dump(mode="json"), _fingerprint_inputs(c.project.docs))
         if stage == "kb":
-            return fingerprint(c.kb.model_dump(mode="json"), self.keys.get("ingest"))
+            return fingerprint(c.kb.index_settings(), self.keys.get("ingest"))  # not top_k/index_workers
         if stage == "data":
             return fingerprint(c.data.model_dump(mode="json"), c.project.seed, c.project.system_prompt,
                                _fingerprint_inputs(c.project.seed_data),
@@ -118,34 +119,30 @@ class Pipeline:
         result.stages.append(StageOutcome(stage, "ran", seconds))
 
     def execute(self) -> PipelineResult:
-        from verticalize import data, evaluate, ingest, kb, train
-
         cfg, run = self.cfg, self.run
         run.root.mkdir(parents=True, exist_ok=True)
         # The resolved config travels with the run: later commands on RUN (eval, serve, export) read it.
-        (run.root / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+        run.config_file.write_text(cfg.to_yaml(), encoding="utf-8")
         result = PipelineResult(run.root)
         has_docs = bool(cfg.project.docs)
         if has_docs:
-            self._stage(result, "ingest", run.stage("ingest") / "manifest.json",
+            self._stage(result, "ingest", run.manifest("ingest"),
                         lambda: ingest.ingest(cfg.project.docs, run.ensure("ingest"), cfg.ingest,
                                               strict=self.strict))
-            self._stage(result, "kb", run.stage("kb") / "manifest.json",
+            self._stage(result, "kb", run.manifest("kb"),
                         lambda: kb.build_kb(run.chunks, run.ensure("kb"), cfg.kb))
         else:
             result.stages += [StageOutcome("ingest", "skipped", note="no project.docs"),
                               StageOutcome("kb", "skipped", note="no documents")]
-        self._stage(result, "data", run.stage("data") / "manifest.json",
+        self._stage(result, "data", run.manifest("data"),
                     lambda: data.build_dataset(cfg, run, strict=self.strict))
-        self._stage(result, "train", run.stage("train") / "manifest.json", lambda: train.train(cfg, run))
+        self._stage(result, "train", run.manifest("train"), lambda: train.train(cfg, run))
         test_set = Path(self.test_set) if self.test_set else None
-        self._stage(result, "eval", run.stage("eval") / "ladder.json",
+        self._stage(result, "eval", run.ladder,
                     lambda: evaluate.evaluate_run(cfg, run, test_set=test_set))
-        self._stage(result, "report", run.stage("report") / "report.html", lambda: evaluate.write_report(run))
-        ladder_path = run.stage("eval") / "ladder.json"
-        result.ladder = json.loads(ladder_path.read_text(encoding="utf-8")) if ladder_path.is_file() else None
-        report = run.stage("report") / "report.html"
-        result.report = report if report.is_file() else None
+        self._stage(result, "report", run.report_html, lambda: evaluate.write_report(run))
+        result.ladder = json.loads(run.ladder.read_text(encoding="utf-8")) if run.ladder.is_file() else None
+        result.report = run.report_html if run.report_html.is_file() else None
         return result
 
 

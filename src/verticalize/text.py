@@ -4,9 +4,13 @@ Public API (small and stable; kb, data and evaluate use it):
     normalize(text) -> str                 full-width ASCII -> half-width, invisible characters removed, whitespace
                                            collapsed (paragraph breaks kept); CJK punctuation is kept as written
     is_cjk(ch) -> bool                     one character is a CJK ideograph, kana or hangul syllable
+    CJK_RANGES, CJK_CHAR                   the one definition of "CJK character" (regex class body, compiled regex)
+    HAN_RANGES                             its Han ideographs only (what jieba segments)
     detect_lang(text) -> "zh"|"en"|"mixed" by the share of CJK characters among CJK characters + Latin words
     tokens_for_match(text) -> list[str]    CJK characters one token each, numbers (decimals whole), other scripts
                                            lowercase words; letters and digits split (metrics, grounding, overlap)
+    normalize_answer(text) -> str          SQuAD answer normalisation, CJK-aware (metrics compare answers with it)
+    answer_key(text) -> str                normalize_answer without spaces: "passage contains answer" checks
     exact_key(text) -> str                 hash of the text ignoring case, whitespace and punctuation (exact dedup)
     NearDuplicateIndex(threshold, num_perm) MinHash-LSH over character n-grams (works for Chinese);
                                            .add (refuses a near duplicate) / .insert (always stores) / .query
@@ -21,16 +25,21 @@ import zlib
 
 from datasketch import MinHash, MinHashLSH
 
-__all__ = ["normalize", "is_cjk", "detect_lang", "tokens_for_match", "exact_key", "NearDuplicateIndex"]
+__all__ = ["normalize", "is_cjk", "detect_lang", "tokens_for_match", "exact_key", "NearDuplicateIndex",
+           "normalize_answer", "answer_key",
+           "CJK_RANGES", "CJK_CHAR", "HAN_RANGES"]
 
-# Han ideographs (basic, extension A, compatibility), kana, hangul syllables. Extensions B+ (U+20000..) too.
-_CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\U00020000-\U0003134f"
-_CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-_LATIN_WORD = re.compile(f"[^\\W\\d_{_CJK_RANGES}]+")
+# The one definition of a CJK character, for every stage (inside a regex character class: f"[{CJK_RANGES}]").
+# Han ideographs: extension A, the basic block, compatibility ideographs, extensions B..H (U+20000..U+3134F).
+HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+# CJK: the Han ideographs plus Japanese kana (hiragana, katakana, katakana extension) and hangul syllables.
+CJK_RANGES = HAN_RANGES + "\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af"
+CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
+_LATIN_WORD = re.compile(f"[^\\W\\d_{CJK_RANGES}]+")
 # A token is one CJK character, a number (a decimal or dotted version whole: "4.8", "1.2.3"), or a run of other
 # letters. Letters and digits are split ("GDP4.8亿" -> gdp, 4.8, 亿) so a number reads the same glued to a word
 # or standing alone, as grounding and the number checks compare them.
-_MATCH_TOKEN = re.compile(f"[{_CJK_RANGES}]|\\d+(?:\\.\\d+)*|[^\\W\\d_{_CJK_RANGES}]+")
+_MATCH_TOKEN = re.compile(f"[{CJK_RANGES}]|\\d+(?:\\.\\d+)*|[^\\W\\d_{CJK_RANGES}]+")
 
 # Full-width punctuation that carries Chinese sentence meaning (sentence/clause ends, brackets used in legal
 # citations) stays as written so chunking and rules can rely on it; other full-width ASCII becomes half-width.
@@ -69,7 +78,7 @@ def normalize(text: str) -> str:
 
 def is_cjk(ch: str) -> bool:
     """True when the single character ``ch`` is a CJK ideograph, Japanese kana or a hangul syllable."""
-    return bool(_CJK_CHAR.fullmatch(ch))
+    return bool(CJK_CHAR.fullmatch(ch))
 
 
 def detect_lang(text: str, zh_share: float = 0.8, en_share: float = 0.2) -> str:
@@ -78,7 +87,7 @@ def detect_lang(text: str, zh_share: float = 0.8, en_share: float = 0.2) -> str:
     A CJK character counts like one Latin word, so Chinese prose with a few English terms stays "zh". Text with
     neither (digits only, empty) is "en".
     """
-    cjk = len(_CJK_CHAR.findall(text))
+    cjk = len(CJK_CHAR.findall(text))
     words = len(_LATIN_WORD.findall(text))
     if cjk + words == 0:
         return "en"
@@ -88,6 +97,36 @@ def detect_lang(text: str, zh_share: float = 0.8, en_share: float = 0.2) -> str:
     if share <= en_share:
         return "en"
     return "mixed"
+
+
+# --------------------------------------------------------------------------------------------- answers
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_DECIMAL = re.compile(r"\d\.\d")
+
+
+def _is_punct(ch: str) -> bool:
+    # Unicode categories P* (punctuation) and S* (symbols) cover ASCII and Chinese punctuation (，。、《》“”…).
+    return unicodedata.category(ch)[0] in "PS"
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation, CJK-aware: NFKC (full-width → half-width), lower case, punctuation (Chinese too)
+    removed except decimal points, English articles removed, white space collapsed. The one answer
+    normalisation: evaluation metrics compare answers with it, ``answer_key`` finds answers in passages."""
+    text = unicodedata.normalize("NFKC", str(text)).lower()
+    text = _THOUSANDS.sub("", text)  # 1,000 → 1000
+    # A decimal point is part of its number (3.5 is one token); every other punctuation mark separates words.
+    text = "".join(" " if _is_punct(ch) and not (ch == "." and _DECIMAL.match(text, max(i - 1, 0))) else ch
+                   for i, ch in enumerate(text))
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def answer_key(text: str) -> str:
+    """``normalize_answer`` without spaces: what "this passage contains this answer" compares (the ladder's
+    oracle passage, the knowledge base's relevant chunk), so "4 分钟。" is found in "…4分钟…"."""
+    return normalize_answer(text).replace(" ", "")
 
 
 def tokens_for_match(text: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import make_lora_adapter
-from verticalize.artifacts import RunDir
+from verticalize.artifacts import ADAPTER_META, RunDir
 from verticalize.config import load_config
 from verticalize.export import ExportError, export_run
 from verticalize.export.gguf import permute_for_gguf, read_gguf_summary
@@ -85,6 +86,7 @@ def test_prefix_adapter_is_refused_with_a_reason(run_and_cfg, tiny_model_dir: Pa
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
     model.save_pretrained(run.adapters_dir / "prefixed")
+    (run.adapters_dir / "prefixed" / ADAPTER_META).write_text(json.dumps({"name": "prefixed", "method": "prefix"}))
     with pytest.raises(ExportError, match="PREFIX_TUNING: it has no weights to merge"):
         export_run(cfg, run, "gguf", adapter="prefixed")
 

@@ -15,7 +15,7 @@ from verticalize.artifacts import read_jsonl
 from verticalize.cli import app
 from verticalize.config import IngestConfig
 from verticalize.ingest import IngestError, ingest
-from verticalize.ingest.pii import luhn_valid
+from verticalize.pii import luhn_valid
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 VALID_ID = "11010519491231002" + "10X98765432"[sum(int(d) * w for d, w in zip("11010519491231002", _WEIGHTS)) % 11]

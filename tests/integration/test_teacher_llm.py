@@ -25,8 +25,8 @@ from verticalize.config import AugmentConfig, DataConfig, TeacherConfig
 from verticalize.data.augment import augment
 from verticalize.data.generators import make_generators
 from verticalize.data.schema import make_example
-from verticalize.data.teacher import TeacherClient, TeacherConfigError, TeacherError
-from verticalize.data.teacher_json import ReplyParseError
+from verticalize.json_reply import ReplyParseError
+from verticalize.openai_client import TeacherClient, TeacherConfigError, TeacherError
 
 API_KEY = "sk-test-secret-123"
 

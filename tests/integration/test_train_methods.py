@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 
 from verticalize.artifacts import RunDir, read_jsonl
 from verticalize.config import load_config
+from verticalize.methods import get as get_method
+from verticalize.methods import methods
 from verticalize.train import DivergedError, TrainError, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,6 +69,22 @@ def test_each_method_trains_and_validation_loss_falls(tiny_model_dir, tmp_path, 
     for f in ("metrics.jsonl", "loss_curve.png", "manifest.json", "config.yaml"):
         assert (run / "train" / f).is_file(), f
     assert not (run / "train" / "checkpoints" / "task").exists()  # removed once the stage is complete
+
+
+@pytest.mark.parametrize("method", [m.name for m in methods() if not m.needs_cuda])
+def test_every_registered_method_trains_one_step(tiny_model_dir, tmp_path, method):
+    """A method is one module of verticalize.methods: once registered it trains with no other change (loha is
+    the proof), and trains as many parameters as the planner counts for it."""
+    from verticalize.plan import estimate
+
+    run = tmp_path / "run"
+    write_dataset(run, n_train=8, n_val=2)
+    cfg = config(tiny_model_dir, run, f"train.method={method}", "train.max_steps=1", "train.learning_rate=1e-2")
+    stage = train(cfg, RunDir(run))["stages"][0]
+    assert stage["trainable_params"] == estimate(cfg, tokens=1).trainable
+    meta = json.loads((run / "train" / "adapters" / "task" / "verticalize_adapter.json").read_text())
+    assert meta["method"] == method and meta["packing"] is get_method(method).packs
+    assert len(val_losses(run)) >= 1 and all(v == v for v in val_losses(run))  # finite, not NaN
 
 
 def test_lora_adapter_loads_in_peft_and_changes_the_output(tiny_model_dir, tmp_path):

@@ -149,13 +149,14 @@ def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(t
     from transformers import AutoModelForCausalLM
 
     from verticalize.engine import GenerationRequest
-    from verticalize.evaluate.generation import LadderEngines, find_adapters
+    from verticalize.artifacts import final_adapter, read_adapters
+    from verticalize.evaluate.generation import LadderEngines
 
     run = tmp_path / "run"
     write_run(run)
     cfg = load_config(None, stage_overrides(tiny_model_dir, run) + ["train.learning_rate=0.05", "model.dtype=float32"])
     train(cfg, RunDir(run))
-    adapter, _ = find_adapters(RunDir(run).adapters_dir)
+    adapter = final_adapter(read_adapters(RunDir(run)))
     assert [a.name for a in adapter.lineage] == ["domain", "tickets"]
     ladder = LadderEngines(cfg, adapter, None)
     engine = ladder.engine

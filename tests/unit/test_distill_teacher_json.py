@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from verticalize.data.teacher_json import ReplyParseError, parse_json_reply, strip_reasoning
+from verticalize.json_reply import ReplyParseError, parse_json_reply, strip_reasoning
 
 
 @pytest.mark.parametrize("reply,expected", [

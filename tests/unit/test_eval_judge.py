@@ -11,8 +11,8 @@ from typing import Iterator
 import pytest
 
 from verticalize.config import TeacherConfig
-from verticalize.data.teacher import TeacherClient
 from verticalize.evaluate.judge import judge_answer, judge_pair, judge_rung
+from verticalize.openai_client import TeacherClient
 
 
 def _field(text: str, name: str) -> str:

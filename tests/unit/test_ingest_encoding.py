@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from verticalize.ingest import BinaryContentError, decode_bytes
+from verticalize.encoding import BinaryContentError, decode_bytes
 
 ZH = "第一条 为了规范商业银行的贷款业务，保护借款人的合法权益，制定本办法。\n第二条 借款人应当按时还款，逾期的应当支付罚息。\n"
 ZH_TRAD = "第一條 為了規範商業銀行的貸款業務，保護借款人的合法權益，制定本辦法。\n第二條 借款人應當按時還款。\n"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from verticalize.config import ConfigError
-from verticalize.ingest import Redactor, redact
-from verticalize.ingest.pii import luhn_valid, valid_id_card
+from verticalize.pii import Redactor, luhn_valid, redact, valid_id_card
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 

@@ -11,7 +11,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from verticalize.config import Config, ConfigError, load_config
+from verticalize.artifacts import RunDir
+from verticalize.config import Config, load_config
+from verticalize.errors import UserError
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console()
@@ -20,40 +22,20 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="Project YAML (default: bu
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: key.sub=value (repeatable).")
 
 
-class UserError(Exception):
-    """An error caused by input the user can fix; shown as one line, exit code 2."""
-
-
 def load(config: Optional[Path], overrides: Optional[list[str]], extra: Optional[list[str]] = None) -> Config:
     return load_config(config, list(overrides or []) + list(extra or []))
 
 
 def load_for_run(run: Path, config: Optional[Path], overrides: Optional[list[str]]) -> Config:
     """Config for a command on an existing run: --config if given, else the run's own resolved config.yaml."""
-    saved = Path(run) / "config.yaml"
+    saved = RunDir(run).config_file
     path = config or (saved if saved.is_file() else None)
     return load_config(path, [f"project.run_dir={Path(run).resolve()}", *(overrides or [])])
 
 
-# Stage errors that mean "fix your input or settings", shown as one line. Listed by name so that importing the CLI
-# does not import every stage.
-_STAGE_USER_ERRORS = ("verticalize.ingest.pipeline:IngestError", "verticalize.kb.base:KBError",
-                      "verticalize.train.data:TrainError", "verticalize.plan.estimator:DoesNotFitError",
-                      "verticalize.export:ExportError", "verticalize.export.gguf:GGUFExportError",
-                      "verticalize.data.teacher:TeacherError")
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    import importlib
-
-    found: list[type[BaseException]] = [ConfigError, UserError, FileNotFoundError]
-    for spec in _STAGE_USER_ERRORS:
-        module, name = spec.split(":")
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
+# What the user can fix: every stage's user errors derive from UserError (ConfigError too); a plain
+# FileNotFoundError (a path given on the command line that does not exist) is shown the same way.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,7 +46,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            if not isinstance(e, user_error_types()):
+            if not isinstance(e, USER_ERRORS):
                 raise
             console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
             sys.exit(2)

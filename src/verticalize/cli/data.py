@@ -9,7 +9,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, console, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, console, friendly, load, out
+from verticalize.errors import UserError
 
 data_app = typer.Typer(no_args_is_help=True, help="Build, inspect and export the training dataset.")
 
@@ -104,7 +105,7 @@ def export(run: Path = typer.Argument(..., help="Run directory."),
         raise UserError(f"unknown format '{fmt}'; choose one of {', '.join(FORMATS)}")
     data_dir = RunDir(run).stage("data")
     prompt = None
-    if system and (data_dir / "manifest.json").is_file():
+    if system and RunDir(run).manifest("data").is_file():
         prompt = read_manifest(data_dir).get("system_prompt")
     result = export_dataset(data_dir, fmt, out_dir, system_prompt=prompt)
     rows = ", ".join(f"{k} {v}" for k, v in result["rows"].items())

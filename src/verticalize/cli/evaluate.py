@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from verticalize.artifacts import RunDir
 from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, out
 
 GATE_FAILED_EXIT = 3
@@ -17,7 +18,7 @@ _SHOWN = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "recall@k", "m
 
 def _config_for_run(run_dir: Path, config: Optional[Path], set_: Optional[list[str]]):
     # A run made by `verticalize run` carries its resolved config; an explicit --config wins.
-    saved = run_dir / "config.yaml"
+    saved = RunDir(run_dir).config_file
     return load(config or (saved if saved.is_file() else None), set_, [f"project.run_dir={run_dir}"])
 
 
@@ -59,13 +60,12 @@ def eval_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.ru
              gate: bool = typer.Option(False, "--gate", help=f"Exit {GATE_FAILED_EXIT} when the recommended rung "
                                                              "fails a business gate (for CI).")) -> None:
     """Answer the test set with every rung (prompt, rag, peft, peft+rag, full), check the business gates."""
-    from verticalize.artifacts import RunDir
     from verticalize.evaluate import evaluate_run
 
     cfg = _config_for_run(run_dir, config, set_)
     ladder = evaluate_run(cfg, RunDir(run_dir), test_set=test_set)
     print_ladder(ladder)
-    out.print(f"wrote {RunDir(run_dir).stage('eval') / 'ladder.json'}", highlight=False)
+    out.print(f"wrote {RunDir(run_dir).ladder}", highlight=False)
     if gate and ladder["gates"] and not ladder["recommendation"]["passes"]:
         raise typer.Exit(GATE_FAILED_EXIT)
 
@@ -73,13 +73,12 @@ def eval_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.ru
 @friendly
 def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.run_dir).")) -> None:
     """Write RUN/report/report.html (self-contained) and RUN/report/model_card.md from the run's artifacts."""
-    from verticalize.artifacts import RunDir
     from verticalize.evaluate import write_report
 
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     path = write_report(RunDir(run_dir))
-    out.print(f"wrote {path} and {path.parent / 'model_card.md'}", highlight=False)
+    out.print(f"wrote {path} and {RunDir(run_dir).model_card}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

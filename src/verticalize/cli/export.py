@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from verticalize.artifacts import RunDir
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, friendly, load_for_run, out
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load_for_run, out
 
 
 @friendly
@@ -19,13 +19,10 @@ def export(run: Path = typer.Argument(..., help="Run directory with trained adap
            out_dir: Optional[Path] = typer.Option(None, "--out", help="Default RUN/export/FORMAT."),
            config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
     """Write deployment artifacts for a run and validate them."""
-    from verticalize.export import ExportError, export_run
+    from verticalize.export import export_run
 
     cfg = load_for_run(run, config, set_)
-    try:
-        result = export_run(cfg, RunDir(run), to, adapter=adapter, out=out_dir)
-    except ExportError as e:
-        raise UserError(str(e)) from None
+    result = export_run(cfg, RunDir(run), to, adapter=adapter, out=out_dir)  # an ExportError is a UserError
     out.print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import click
 import typer
@@ -12,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from verticalize.artifacts import RunDir
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, console, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, console, friendly, load, out
 
 
 class _IngestGroup(TyperGroup):
@@ -29,24 +28,8 @@ ingest_app = typer.Typer(cls=_IngestGroup, no_args_is_help=True,
                               "(`verticalize ingest DOCS...`), or inspect one (`verticalize ingest show RUN`).")
 
 
-def _ingest_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A --strict refusal is a user-fixable outcome: one message, exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from verticalize.ingest import IngestError
-
-        try:
-            return fn(*args, **kwargs)
-        except IngestError as e:
-            raise UserError(str(e)) from None
-
-    return wrapper
-
-
 @ingest_app.command("run")
 @friendly
-@_ingest_errors
 def run_ingest(docs: Optional[list[str]] = typer.Argument(None, help="Folders (recursive), files or globs; "
                                                                      "default: project.docs."),
                run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory (default: "

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from verticalize.artifacts import RunDir
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, console, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, console, friendly, load, out
+from verticalize.errors import UserError
 
 kb_app = typer.Typer(no_args_is_help=True, help="Knowledge base: build, search, evaluate and inspect the index.")
 

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, out
+from verticalize.errors import UserError
 
 models_app = typer.Typer(invoke_without_command=True, no_args_is_help=False,
                          help="The base-model catalog; prepare (convert and cache) the configured base model.")

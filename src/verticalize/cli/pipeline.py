@@ -9,8 +9,10 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, console, friendly, load, out
+from verticalize.artifacts import RunDir
+from verticalize.cli.common import ConfigOpt, SetOpt, console, friendly, load, out
 from verticalize.config import Config
+from verticalize.errors import UserError
 
 # The metrics shown in the terminal summary, in this order, when a rung has them.
 SUMMARY_METRICS = ("exact_match", "f1", "rouge_l", "accuracy", "macro_f1", "p50_latency_ms", "p99_latency_ms",
@@ -58,7 +60,7 @@ def _with_iteration(cfg: Config, iterate: bool) -> Config:
     """`--iterate`: add the feedback exported from the served model as seed data for this run."""
     if not iterate:
         return cfg
-    exported = Path(cfg.project.run_dir) / "feedback" / "seed.jsonl"
+    exported = RunDir(cfg.project.run_dir).feedback_seed
     if not exported.is_file():
         raise UserError(f"--iterate: no feedback export at {exported}; run `verticalize feedback export "
                         f"{cfg.project.run_dir}` first")

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load
+from verticalize.methods import method_names
 from verticalize.plan.commands import advice_report, estimate_report
 
-METHODS = "full, lora, dora, qlora, prefix, prompt, ia3"
+METHODS = ", ".join(method_names())
 
 
 @friendly

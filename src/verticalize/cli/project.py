@@ -7,8 +7,9 @@ from typing import Optional
 
 import typer
 
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, out
 from verticalize.config import commented_yaml
+from verticalize.errors import UserError
 
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the resolved configuration.")
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from verticalize.cli.common import ConfigOpt, SetOpt, UserError, friendly, load, out
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, out
 
 adapters_app = typer.Typer(no_args_is_help=True, help="Inspect trained stage adapters.")
 
@@ -19,13 +19,10 @@ def train_cmd(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = Se
               resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint exactly.")) -> None:
     """Train the adapter(s) of every stage on RUN/data (PEFT method from train.method)."""
     from verticalize.artifacts import RunDir
-    from verticalize.train import TrainError, train
+    from verticalize.train import train
 
     cfg = load(config, set_, [f"project.run_dir={run}"] if run else None)
-    try:
-        summary = train(cfg, RunDir(cfg.project.run_dir), resume=resume)
-    except TrainError as e:
-        raise UserError(str(e)) from None
+    summary = train(cfg, RunDir(cfg.project.run_dir), resume=resume)  # a TrainError is a UserError
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary is enough
         return
     for s in summary["stages"]:

@@ -240,7 +240,7 @@ def _add_context_forms(splits: dict[str, list[dict]], chunks: list[dict[str, Any
     by_id = {c["id"]: c for c in chunks}
     report: dict[str, Any] = {}
     for split in ("train", "validation"):
-        splits[split], report[split] = contextualise(splits[split], by_id, kb, cfg)
+        splits[split], report[split] = contextualise(splits[split], by_id, kb, cfg, train=split == "train")
     return report
 
 

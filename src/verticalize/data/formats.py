@@ -16,12 +16,9 @@ from typing import Any, Callable
 
 from verticalize.artifacts import read_jsonl, write_json, write_jsonl
 from verticalize.data.schema import SPLITS, answer_of, question_of
+from verticalize.errors import ExportError
 
 FORMATS = ("alpaca", "sharegpt", "llamafactory")
-
-
-class ExportError(FileNotFoundError):
-    """Nothing to export (no dataset files) — user-fixable by running `verticalize data build`."""
 
 
 def _turn_pairs(example: dict[str, Any]) -> list[tuple[str, str]]:

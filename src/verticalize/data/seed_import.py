@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from verticalize.data.schema import make_example, stable_id
+from verticalize.encoding import BinaryContentError, decode_bytes
+from verticalize.errors import UserError
+from verticalize.testsets import is_unanswerable
 
 SEED_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 FORMS = ("alpaca", "sharegpt", "messages", "classification", "qa")
@@ -37,7 +40,7 @@ _EXPECTED = ("expected one of: alpaca (instruction, output), sharegpt (conversat
              "classification (text, label), qa (question, answer)")
 
 
-class SeedDataError(FileNotFoundError):
+class SeedDataError(UserError, FileNotFoundError):
     """A seed path that cannot be read at all (missing, or no readable file in it)."""
 
 
@@ -104,9 +107,8 @@ def seed_files(paths: list[str | Path]) -> list[Path]:
 
 
 def read_text(path: Path) -> str:
-    """Decode a user file with the ingest stage's detection: BOMs, UTF-8, BOM-less UTF-16, GB18030/GBK, Big5…"""
-    from verticalize.ingest import BinaryContentError, decode_bytes
-
+    """Decode a user file with the shared detection (``verticalize.encoding``, as ingest reads documents): BOMs,
+    UTF-8, BOM-less UTF-16, GB18030/GBK, Big5…"""
     try:
         return decode_bytes(path.read_bytes())[0]
     except BinaryContentError as e:
@@ -212,21 +214,6 @@ def _answers(row: dict[str, Any], key: str) -> tuple[str, list[str] | None]:
     if not answers:
         raise RowError(f"empty '{key}'")
     return answers[0], answers
-
-
-def _is_false(value: Any) -> bool:
-    return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0"))
-
-
-def is_unanswerable(row: Any) -> bool:
-    """Whether a row marks its question as one the documents cannot answer: ``"answerable": false`` (on the
-    row or in its meta) or an empty answer list (``answer``/``output``/``meta.answer``)."""
-    if not isinstance(row, dict):
-        return False
-    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
-    if _is_false(row.get("answerable")) or _is_false(meta.get("answerable")):
-        return True
-    return any(isinstance(v, list) and not v for v in (row.get("answer"), row.get("output"), meta.get("answer")))
 
 
 def _unanswerable_example(row: dict[str, Any], form: str, *, source: str, where: str) -> dict[str, Any]:

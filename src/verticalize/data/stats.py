@@ -15,8 +15,9 @@ from typing import Any
 
 from verticalize.artifacts import RunDir, read_jsonl
 from verticalize.data.schema import SPLITS, answer_of, kind_of, question_of
+from verticalize.text import CJK_RANGES
 
-_TOKEN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]|[A-Za-z0-9_]+|[^\s]")
+_TOKEN = re.compile(f"[{CJK_RANGES}]|[A-Za-z0-9_]+|[^\\s]")
 
 
 def approx_tokens(text: str) -> int:
@@ -37,7 +38,7 @@ def distribution(values: list[int]) -> dict[str, float]:
 
 def _kb_quality(run: RunDir) -> Any:
     """The knowledge-base quality score from RUN/kb/manifest.json (key "quality"), or None; read defensively."""
-    path = run.kb_dir / "manifest.json"
+    path = run.manifest("kb")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):

@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Any, Iterator
 
 from verticalize.data.schema import make_example
-from verticalize.data.teacher import TeacherClient, TeacherError
-from verticalize.data.teacher_json import ReplyParseError
+from verticalize.json_reply import ReplyParseError
+from verticalize.openai_client import TeacherClient, TeacherError
 
 _LANG_NAMES = {"zh": "Chinese (简体中文)", "en": "English", "mixed": "the passage's main language"}
 

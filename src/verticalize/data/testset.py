@@ -19,45 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.data.schema import make_example, problem_with, question_of, stable_id
-from verticalize.data.seed_import import (ImportReport, RowError, example_from_row, is_unanswerable, iter_rows,
-                                          read_text)
+from verticalize.data.seed_import import ImportReport, RowError, example_from_row, iter_rows, read_text
+from verticalize.testsets import TestSetError, is_squad, is_unanswerable, squad_questions
 
-
-class TestSetError(FileNotFoundError):
-    """The test set file is missing or has no usable question (user-fixable)."""
-
-    __test__ = False  # not a pytest class
-
-
-def is_squad(obj: Any) -> bool:
-    data = obj.get("data") if isinstance(obj, dict) else None
-    return isinstance(data, list) and any(isinstance(d, dict) and "paragraphs" in d for d in data)
+__all__ = ["TestSetError", "is_squad", "load_test_set", "squad_examples"]
 
 
 def squad_examples(obj: dict[str, Any], source: str, report: ImportReport) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for d_i, doc in enumerate(obj["data"]):
-        title = str(doc.get("title") or "") if isinstance(doc, dict) else ""
-        for p_i, para in enumerate(doc.get("paragraphs", []) if isinstance(doc, dict) else []):
-            context = para.get("context", "") if isinstance(para, dict) else ""
-            # Questions on the same passage share a doc id, like siblings generated from one document.
-            doc_id = stable_id("squad", source, title, para.get("id", p_i) if isinstance(para, dict) else p_i)
-            for q_i, qa in enumerate(para.get("qas", []) if isinstance(para, dict) else []):
-                where = f"data[{d_i}].paragraphs[{p_i}].qas[{q_i}]"
-                answers = [a.get("text", "").strip() for a in qa.get("answers", []) if isinstance(a, dict)]
-                answers = list(dict.fromkeys(a for a in answers if a))
-                question = str(qa.get("question", "")).strip()
-                impossible = qa.get("is_impossible") is True
-                if not question or not (answers or impossible):
-                    report.refuse(source, where, "no question" if not question else
-                                  "no answer (mark an unanswerable question with \"is_impossible\": true)")
-                    continue
-                report.accept(source, "squad")
-                extra = {"answerable": False} if impossible else {}
-                out.append(make_example(question, "" if impossible else answers[0], kind="seed",
-                                        generator="seed:squad", source=source, doc_id=doc_id,
-                                        id=str(qa.get("id") or stable_id("squad", where)),
-                                        answers=[] if impossible else answers, context_chars=len(context), **extra))
+    for q in squad_questions(obj):
+        if not q.question or not (q.answers or q.impossible):
+            report.refuse(source, q.where, "no question" if not q.question else
+                          "no answer (mark an unanswerable question with \"is_impossible\": true)")
+            continue
+        report.accept(source, "squad")
+        # Questions on the same passage share a doc id, like siblings generated from one document.
+        doc_id = stable_id("squad", source, q.title, q.paragraph if q.paragraph_id is None else q.paragraph_id)
+        extra = {"answerable": False} if q.impossible else {}
+        out.append(make_example(q.question, "" if q.impossible else q.answers[0], kind="seed",
+                                generator="seed:squad", source=source, doc_id=doc_id,
+                                id=q.qa_id or stable_id("squad", q.where),
+                                answers=[] if q.impossible else q.answers, context_chars=len(q.context), **extra))
     return out
 
 

@@ -9,6 +9,8 @@ import math
 from html import escape
 from typing import Mapping, Sequence
 
+from verticalize.evaluate.metrics import percentile
+
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
@@ -118,8 +120,6 @@ def lines(series: Mapping[str, Sequence[tuple[float, float]]], title: str, x_lab
 
 def latency_strips(latencies: Mapping[str, Sequence[float]], title: str, css_class: str = "latency") -> str:
     """Per rung: every answer's latency as a dot, with p50 / p95 / p99 ticks, on a shared millisecond axis."""
-    from verticalize.evaluate.metrics import percentile
-
     rows = {k: [v for v in vals if v is not None] for k, vals in latencies.items()}
     rows = {k: v for k, v in rows.items() if v}
     if not rows:

@@ -21,8 +21,9 @@ import operator
 from typing import Any, Iterable, Mapping
 
 from verticalize.evaluate.metrics import METRICS, higher_is_better
+from verticalize.rungs import RUNG_NAMES
 
-COST_ORDER = ("prompt", "rag", "peft", "peft+rag", "full")
+COST_ORDER = RUNG_NAMES  # cheapest first (verticalize.rungs)
 QA_ANSWERABLE_ONLY = tuple(m.name for m in METRICS.values() if m.kind == "qa")  # means over answerable questions
 PRIMARY_METRIC = {"qa": "f1", "classification": "accuracy"}
 

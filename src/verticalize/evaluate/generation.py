@@ -6,61 +6,18 @@ the engine's base model (the adapter switched off), so the ladder never pays for
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
 from rich.progress import track
 
+from verticalize.artifacts import TrainedAdapter
 from verticalize.config import Config
+from verticalize.rungs import Rung
 
 _CONSOLE = Console(stderr=True)
-
-
-@dataclass
-class AdapterInfo:
-    name: str
-    path: Path
-    method: str
-    meta: dict[str, Any]
-    lineage: list["AdapterInfo"]  # parents first, this adapter last
-
-
-def find_adapters(adapters_dir: Path) -> tuple[AdapterInfo | None, AdapterInfo | None]:
-    """(the last PEFT stage, the last full fine-tune stage) under RUN/train/adapters/, each with its lineage."""
-    infos: dict[str, AdapterInfo] = {}
-    if adapters_dir.is_dir():
-        for meta_path in sorted(adapters_dir.glob("*/verticalize_adapter.json")):
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                continue
-            if meta.get("complete") is False:  # an interrupted stage is not a result
-                continue
-            name = meta.get("name") or meta_path.parent.name
-            infos[name] = AdapterInfo(name, meta_path.parent, meta.get("method", "lora"), meta, [])
-    peft = {n: i for n, i in infos.items() if i.method != "full"}
-    full = {n: i for n, i in infos.items() if i.method == "full"}
-    return _last_stage(peft), _last_stage(full)
-
-
-def _last_stage(infos: dict[str, AdapterInfo]) -> AdapterInfo | None:
-    parents = {i.meta.get("parent") for i in infos.values()}
-    leaves = [i for n, i in infos.items() if n not in parents]
-    if not leaves:
-        return None
-    # Several leaves: the most recently trained one is the run's final stage.
-    leaf = max(leaves, key=lambda i: (i.path / "verticalize_adapter.json").stat().st_mtime)
-    chain, node, seen = [], leaf, set()
-    while node is not None and node.name not in seen:
-        seen.add(node.name)
-        chain.insert(0, node)
-        node = infos.get(node.meta.get("parent") or "")
-    leaf.lineage = chain
-    return leaf
 
 
 class LadderEngines:
@@ -68,7 +25,7 @@ class LadderEngines:
     (``verticalize.engine.EmbeddedEngine``), and the full fine-tune as a second engine, loaded lazily. A rung's
     answer is therefore generated exactly as ``verticalize serve`` would generate it."""
 
-    def __init__(self, cfg: Config, adapter: AdapterInfo | None, full: AdapterInfo | None):
+    def __init__(self, cfg: Config, adapter: TrainedAdapter | None, full: TrainedAdapter | None):
         from verticalize.engine import EmbeddedEngine
         from verticalize.models import load_base
 
@@ -76,13 +33,14 @@ class LadderEngines:
         model, tokenizer = load_base(cfg.model)
         self.tokenizer = tokenizer
         # The whole lineage: a layered stage is served with its parents switched on (engine.layered_stacks).
-        adapters = {a.name: a.path for a in (adapter.lineage or [adapter])} if adapter is not None else {}
+        adapters = {a.name: a.path for a in adapter.lineage} if adapter is not None else {}
         self.engine = EmbeddedEngine(model, tokenizer, BASE_NAME, adapters, max_batch=cfg.eval.batch_size)
         self._full_engine: Any = None
 
-    def for_rung(self, rung: str) -> tuple[Any, str]:
+    def for_rung(self, rung: str | Rung) -> tuple[Any, str]:
         """(engine, model name) that answers ``rung``."""
-        if rung == "full":
+        r = Rung.parse(rung)
+        if r.uses_full_model:
             if self._full_engine is None:
                 from transformers import AutoModelForCausalLM
 
@@ -93,7 +51,7 @@ class LadderEngines:
                 self._full_engine = EmbeddedEngine(model, self.tokenizer, self.full.name,
                                                    max_batch=self.cfg.eval.batch_size)
             return self._full_engine, self.full.name
-        if rung.startswith("peft"):
+        if r.uses_adapter:
             if self.adapter is None:
                 raise RuntimeError("no trained adapter")
             return self.engine, self.adapter.name

@@ -13,51 +13,57 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from verticalize.answering import DEFAULT_REFUSAL, PromptStyle, is_refusal, language_of
-from verticalize.artifacts import RunDir, file_fingerprint, write_json, write_jsonl, write_manifest
+from verticalize.artifacts import (TRAIN_SECONDS, RunDir, TrainedAdapter, file_fingerprint, final_adapter,
+                                   read_adapters, write_json, write_jsonl, write_manifest)
 from verticalize.config import Config, ConfigError, EvalConfig
 from verticalize.evaluate import gates as gates_mod
-from verticalize.evaluate.generation import AdapterInfo, LadderEngines, find_adapters, generate_answers
+from verticalize.evaluate.generation import LadderEngines, generate_answers
+from verticalize.evaluate.judge import judge_rung
 from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
-                                          normalize_answer, percentile, recall_at_k, tokens_per_second)
+                                          percentile, recall_at_k, tokens_per_second)
 from verticalize.evaluate.prompts import build_conversation, few_shot_examples, fit_passages, map_to_label
 from verticalize.evaluate.testsets import TestExample, TestSet, load_test_set
+from verticalize.kb import open_kb
+from verticalize.openai_client import TeacherClient
+from verticalize.rungs import FULL, Rung, is_rung
+from verticalize.text import answer_key
 
 KNOWN_RUNGS = gates_mod.COST_ORDER
 QA_METRICS = [m.name for m in METRICS.values() if m.kind == "qa"]
-_TRAIN_TIME_KEYS = ("train_seconds", "training_time_s", "train_time_s", "train_runtime", "wall_time_s",
-                    "elapsed_s", "seconds")
 
 
 def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict[str, Any]:
     """Answer the test set with every configured rung, score, gate, recommend; returns the ladder dict."""
-    unknown = [r for r in cfg.eval.rungs if r not in KNOWN_RUNGS]
+    unknown = [r for r in cfg.eval.rungs if not is_rung(r)]
     if unknown:
         raise ConfigError(f"eval.rungs: unknown rung(s) {', '.join(unknown)}; rungs are {', '.join(KNOWN_RUNGS)}")
     ts = load_test_set(run, test_set, cfg.project.test_set, cfg.eval.max_examples)
     task = ts.task
     labels = _label_set(run, ts, cfg) if task == "classification" else []
-    adapter, full = find_adapters(run.adapters_dir)
+    trained_adapters = read_adapters(run)  # the final PEFT adapter and the final full fine-tune, with lineages
+    adapter, full = final_adapter(trained_adapters), final_adapter(trained_adapters, full=True)
     wanted = list(cfg.eval.rungs)
-    if full is not None and "full" not in wanted and wanted == list(EvalConfig().rungs):
-        wanted.append("full")  # a full fine-tune was trained: the default ladder measures it too
-    kb, kb_note = _open_kb(run) if any(r.endswith("rag") for r in wanted) else (None, None)
+    if full is not None and FULL.name not in wanted and wanted == list(EvalConfig().rungs):
+        wanted.append(FULL.name)  # a full fine-tune was trained: the default ladder measures it too
+    kb, kb_note = _open_kb(run) if any(Rung.parse(r).uses_knowledge_base for r in wanted) else (None, None)
     rungs, skipped = _available_rungs(wanted, adapter, full, kb, kb_note)
     judge = _judge_client(cfg, run) if cfg.eval.judge and rungs else None  # config errors before any generation
     retrieval = _retrieve_all(kb, ts.examples, cfg.kb.top_k) if kb is not None else None
     few_shot = few_shot_examples(run.dataset_split("train"), cfg.eval.few_shot, task, cfg.project.seed)
 
-    models = LadderEngines(cfg, adapter if any(r.startswith("peft") for r in rungs) else None,
-                          full if "full" in rungs else None) if rungs else None
+    models = LadderEngines(cfg, adapter if any(Rung.parse(r).uses_adapter for r in rungs) else None,
+                          full if any(Rung.parse(r).uses_full_model for r in rungs) else None) if rungs else None
     eval_dir = run.ensure("eval")
     results: dict[str, dict[str, Any]] = {}
     all_rows: dict[str, list[dict[str, Any]]] = {}
     for rung in rungs:
-        trained = adapter if rung.startswith("peft") else full if rung == "full" else None
+        r = Rung.parse(rung)
+        trained = adapter if r.uses_adapter else full if r.uses_full_model else None
         all_rows[rung], results[rung] = _answer_rung(cfg, models, rung, ts, few_shot, retrieval, labels, trained)
     if judge is not None:
         _run_judge(judge, rungs, results, all_rows)
     for rung, rows in all_rows.items():
-        write_jsonl(eval_dir / f"predictions_{rung}.jsonl", rows)
+        write_jsonl(run.predictions(rung), rows)
 
     gate_results = gates_mod.check_gates(results, cfg.requirements.gates)
     ladder = {
@@ -76,7 +82,7 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
                      "adapter": adapter.name if adapter else None,
                      "adapter_lineage": [a.name for a in adapter.lineage] if adapter else []},
     }
-    write_json(eval_dir / "ladder.json", _finite(ladder))
+    write_json(run.ladder, _finite(ladder))
     write_manifest(eval_dir, "eval", inputs=_inputs(run, ts, adapter),
                    config={"eval": cfg.eval.model_dump(mode="json"), "kb.top_k": cfg.kb.top_k,
                            "requirements": cfg.requirements.model_dump(mode="json"),
@@ -89,13 +95,14 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
 
 def _answer_rung(cfg: Config, models: LadderEngines, rung: str, ts: TestSet, few_shot: list[tuple[str, str]],
                  retrieval: dict[str, Any] | None, labels: list[str],
-                 trained: AdapterInfo | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 trained: TrainedAdapter | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One rung: build its prompts, generate, score. Returns (prediction rows, metrics)."""
     budget = max(8, cfg.model.max_seq_len - cfg.eval.max_new_tokens)
     style = PromptStyle.from_config(cfg)
+    uses_kb = Rung.parse(rung).uses_knowledge_base
     convs, trimmed = [], []
     for i, ex in enumerate(ts.examples):
-        hits = retrieval["hits"][i] if retrieval and rung.endswith("rag") else ()
+        hits = retrieval["hits"][i] if retrieval and uses_kb else ()
 
         def make(h: Sequence[Any], q: str = ex.question) -> list[dict[str, str]]:
             return build_conversation(rung, q, style, few_shot=few_shot, hits=h, labels=labels)
@@ -111,21 +118,22 @@ def _answer_rung(cfg: Config, models: LadderEngines, rung: str, ts: TestSet, few
         if n:
             row["context_trimmed"] = n  # passages dropped or shortened to fit model.max_seq_len
     metrics = _rung_metrics(rung, rows, gens, ts.task, labels, retrieval, trained)
-    if rung.endswith("rag"):
+    if uses_kb:
         metrics["context_trimmed_share"] = sum(1 for n in trimmed if n) / len(trimmed) if trimmed else 0.0
     return rows, metrics
 
 
 # --------------------------------------------------------------------------------------------- inputs
-def _available_rungs(wanted: Sequence[str], adapter: AdapterInfo | None, full: AdapterInfo | None, kb: Any,
+def _available_rungs(wanted: Sequence[str], adapter: TrainedAdapter | None, full: TrainedAdapter | None, kb: Any,
                      kb_note: str | None) -> tuple[list[str], dict[str, str]]:
     rungs, skipped = [], {}
     for rung in sorted(dict.fromkeys(wanted), key=KNOWN_RUNGS.index):
-        if rung.startswith("peft") and adapter is None:
+        r = Rung.parse(rung)
+        if r.uses_adapter and adapter is None:
             skipped[rung] = "no trained PEFT adapter under RUN/train/adapters/ (run `verticalize train`)"
-        elif rung == "full" and full is None:
+        elif r.uses_full_model and full is None:
             skipped[rung] = "no full fine-tune (train.method=full) under RUN/train/adapters/"
-        elif rung.endswith("rag") and kb is None:
+        elif r.uses_knowledge_base and kb is None:
             skipped[rung] = kb_note or "no knowledge base"
         else:
             rungs.append(rung)
@@ -133,12 +141,8 @@ def _available_rungs(wanted: Sequence[str], adapter: AdapterInfo | None, full: A
 
 
 def _open_kb(run: RunDir) -> tuple[Any, str | None]:
-    if not (run.kb_dir / "manifest.json").is_file():
+    if not run.manifest("kb").is_file():
         return None, f"no knowledge base at {run.kb_dir} (run `verticalize kb build`)"
-    try:
-        from verticalize.kb import open_kb
-    except ImportError as e:
-        return None, f"the knowledge-base package cannot be imported ({e})"
     try:
         return open_kb(run.kb_dir), None
     except (OSError, ValueError) as e:
@@ -146,7 +150,7 @@ def _open_kb(run: RunDir) -> tuple[Any, str | None]:
 
 
 def _label_set(run: RunDir, ts: TestSet, cfg: Config) -> list[str]:
-    path = run.stage("data") / "labels.json"
+    path = run.labels
     labels: list[str] = []
     if path.is_file():
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -155,13 +159,13 @@ def _label_set(run: RunDir, ts: TestSet, cfg: Config) -> list[str]:
     return [str(l) for l in labels] or sorted({e.label for e in ts.examples if e.label})
 
 
-def _inputs(run: RunDir, ts: TestSet, adapter: AdapterInfo | None) -> dict[str, Any]:
+def _inputs(run: RunDir, ts: TestSet, adapter: TrainedAdapter | None) -> dict[str, Any]:
     inputs: dict[str, Any] = {"test_set": ts.path, "test_set_fingerprint": file_fingerprint(ts.path)}
     if adapter is not None:
         inputs["adapter"] = str(adapter.path)
         inputs["adapter_fingerprint"] = file_fingerprint(adapter.path)
-    if (run.kb_dir / "manifest.json").is_file():
-        inputs["kb_fingerprint"] = file_fingerprint(run.kb_dir / "manifest.json")
+    if run.manifest("kb").is_file():
+        inputs["kb_fingerprint"] = file_fingerprint(run.manifest("kb"))
     return inputs
 
 
@@ -194,8 +198,8 @@ def _retrieval_scores(examples: Sequence[TestExample], hits: Sequence[Sequence[A
 
 
 def _contains_answer(text: str, references: Sequence[str]) -> bool:
-    passage = normalize_answer(text).replace(" ", "")
-    return any((ref := normalize_answer(r).replace(" ", "")) and ref in passage for r in references)
+    passage = answer_key(text)
+    return any((ref := answer_key(r)) and ref in passage for r in references)
 
 
 def _retrieval_summary(retrieval: dict[str, Any] | None, k: int) -> dict[str, Any] | None:
@@ -213,7 +217,7 @@ def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[
     hold it, ``answering.is_refusal``); answerable rows get ``scores`` (all 0 when the model refused), and an
     unanswerable row's ``reference`` is the refusal phrase (what the judge compares against)."""
     rows = []
-    uses_kb = retrieval is not None and rung.endswith("rag")
+    uses_kb = retrieval is not None and Rung.parse(rung).uses_knowledge_base
     for i, (ex, gen) in enumerate(zip(examples, gens)):
         latency = gen.latency_s + (retrieval["seconds"][i] if uses_kb else 0.0)
         row: dict[str, Any] = {"id": ex.id, "question": ex.question,
@@ -238,7 +242,7 @@ def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[
 
 
 def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], task: str, labels: Sequence[str],
-                  retrieval: dict[str, Any] | None, adapter: AdapterInfo | None) -> dict[str, Any]:
+                  retrieval: dict[str, Any] | None, adapter: TrainedAdapter | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if task == "classification":
         report = classification_report([r["label"] for r in rows], [r["predicted_label"] for r in rows], labels)
@@ -253,22 +257,20 @@ def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], ta
     batch_seconds = sum({g.batch: g.latency_s for g in gens}.values())
     out["tokens_per_s"] = tokens_per_second(sum(g.new_tokens for g in gens), batch_seconds)
     out["mean_new_tokens"] = sum(g.new_tokens for g in gens) / len(gens) if gens else 0.0
-    if retrieval is not None and rung.endswith("rag"):
+    if retrieval is not None and Rung.parse(rung).uses_knowledge_base:
         out["recall@k"], out["mrr"] = retrieval["recall@k"], retrieval["mrr"]
     out.update(_training_cost(adapter))
     return out
 
 
-def _training_cost(adapter: AdapterInfo | None) -> dict[str, Any]:
+def _training_cost(adapter: TrainedAdapter | None) -> dict[str, Any]:
     if adapter is None:
         return {"trainable_params": 0, "adapter_bytes": 0, "training_time_s": 0.0}
-    chain = adapter.lineage or [adapter]
     trainable = int(adapter.meta.get("trainable_params") or 0)
     seconds = 0.0  # what it cost to reach this adapter: every stage of its lineage
-    for a in chain:
-        metrics = a.meta.get("metrics") or {}
-        seconds += next((float(metrics[k]) for k in _TRAIN_TIME_KEYS if isinstance(metrics.get(k), (int, float))),
-                        0.0)
+    for a in adapter.lineage:
+        value = (a.meta.get("metrics") or {}).get(TRAIN_SECONDS)
+        seconds += float(value) if isinstance(value, (int, float)) else 0.0
     out = {"trainable_params": trainable, "adapter_bytes": dir_size_bytes(adapter.path),
            "training_time_s": seconds}
     total = adapter.meta.get("total_params")
@@ -278,16 +280,12 @@ def _training_cost(adapter: AdapterInfo | None) -> dict[str, Any]:
 
 
 def _judge_client(cfg: Config, run: RunDir) -> Any:
-    from verticalize.data.teacher import TeacherClient
-
     return TeacherClient.from_config(cfg.data.teacher, cache_dir=run.stage("eval") / "judge_cache")
 
 
 def _run_judge(client: Any, rungs: list[str], results: dict[str, dict[str, Any]],
                all_rows: dict[str, list[dict[str, Any]]]) -> None:
     """Judge scores for every rung, and each rung's win rate against the cheapest rung (the baseline)."""
-    from verticalize.evaluate.judge import judge_rung
-
     baseline = rungs[0]
     for rung in rungs:
         results[rung].update(judge_rung(client, all_rows[rung], None if rung == baseline else all_rows[baseline]))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from verticalize.text import normalize_answer, tokens_for_match
 
 # --------------------------------------------------------------------------------------------- registry
 
@@ -58,58 +59,10 @@ def higher_is_better(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- normalisation
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_DECIMAL = re.compile(r"\d\.\d")
-
-
-def _is_punct(ch: str) -> bool:
-    # Unicode categories P* (punctuation) and S* (symbols) cover ASCII and Chinese punctuation (，。、《》“”…).
-    return unicodedata.category(ch)[0] in "PS"
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation, CJK-aware: NFKC (full-width → half-width), lower case, punctuation (Chinese too)
-    removed except decimal points, English articles removed, white space collapsed."""
-    text = unicodedata.normalize("NFKC", str(text)).lower()
-    text = _THOUSANDS.sub("", text)  # 1,000 → 1000
-    # A decimal point is part of its number (3.5 is one token); every other punctuation mark separates words.
-    text = "".join(" " if _is_punct(ch) and not (ch == "." and _DECIMAL.match(text, max(i - 1, 0))) else ch
-                   for i, ch in enumerate(text))
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def _fallback_tokens(text: str) -> list[str]:
-    tokens: list[str] = []
-    for word in text.split():
-        buf = ""
-        for ch in word:
-            if _CJK.match(ch):
-                if buf:
-                    tokens.append(buf)
-                    buf = ""
-                tokens.append(ch)
-            else:
-                buf += ch
-        if buf:
-            tokens.append(buf)
-    return tokens
-
-
-def _shared_tokenizer() -> Callable[[str], list[str]]:
-    try:  # the ingest stage's tokeniser, so retrieval, dedup and metrics agree on what a token is
-        from verticalize.text import tokens_for_match
-    except ImportError:
-        return _fallback_tokens
-    return tokens_for_match
-
-
 def answer_tokens(text: str) -> list[str]:
     """Normalised tokens: one per CJK character, one per other word."""
     norm = normalize_answer(text)
-    return [t for t in _shared_tokenizer()(norm) if t.strip()] if norm else []
+    return [t for t in tokens_for_match(norm) if t.strip()] if norm else []
 
 
 def _as_list(references: str | Sequence[str]) -> list[str]:

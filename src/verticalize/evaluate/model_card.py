@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from verticalize.artifacts import RunDir
+from verticalize.models.catalog import get_spec
 
 _CARD_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "accuracy", "macro_f1",
                  "judge_score", "recall@k", "p50_latency_ms", "p99_latency_ms", "tokens_per_s")
@@ -40,12 +41,7 @@ def _gate_mark(res: dict[str, Any]) -> str:
 
 
 def _licence(base: str) -> str:
-    try:
-        from verticalize.models.catalog import get_spec
-    except ImportError:
-        spec = None
-    else:
-        spec = get_spec(base)
+    spec = get_spec(base)
     if spec is None:
         return (f"Unknown for base `{base}` (not in the catalog): check the base model's licence before any use; "
                 "the adapter inherits its conditions.")
@@ -55,14 +51,14 @@ def _licence(base: str) -> str:
 
 def _last_adapter(run: RunDir, name: str | None) -> dict[str, Any]:
     if name:
-        meta = _read(run.adapters_dir / name / "verticalize_adapter.json")
+        meta = _read(run.adapter_meta(name))
         if isinstance(meta, dict):
             return meta
     return {}
 
 
 def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
-    cfg = _read(run.root / "config.yaml", yaml.safe_load) or {}
+    cfg = _read(run.config_file, yaml.safe_load) or {}
     settings = (ladder or {}).get("settings", {})
     base = settings.get("base") or (cfg.get("model") or {}).get("base") or "unknown"
     project = (cfg.get("project") or {}).get("name") or run.root.name
@@ -75,7 +71,7 @@ def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
              f"- Trainable parameters: {_fmt(adapter.get('trainable_params'))} of {_fmt(adapter.get('total_params'))}",
              f"- Files: `{run.adapters_dir}` (PEFT format: adapter_config.json + adapter_model.safetensors)", ""]
     lines += ["## Licence", "", _licence(base), ""]
-    data = _read(run.stage("data") / "manifest.json") or {}
+    data = _read(run.manifest("data")) or {}
     counts = data.get("counts") or {}
     lines += ["## Training data", ""]
     if counts:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from verticalize.answering import PromptStyle, build_messages, fit_passages  # noqa: F401  (re-exported)
 from verticalize.evaluate.metrics import normalize_answer
+from verticalize.rungs import Rung
 
 OTHER_LABEL = "(other)"
 
@@ -52,13 +53,14 @@ def few_shot_examples(train_path: Path, n: int, task: str, seed: int) -> list[tu
     return (seeds + others)[:n]
 
 
-def build_conversation(rung: str, question: str, style: PromptStyle, *, few_shot: Sequence[tuple[str, str]] = (),
-                       hits: Sequence[Any] = (), labels: Sequence[str] = ()) -> list[dict[str, str]]:
+def build_conversation(rung: str | Rung, question: str, style: PromptStyle, *,
+                       few_shot: Sequence[tuple[str, str]] = (), hits: Sequence[Any] = (),
+                       labels: Sequence[str] = ()) -> list[dict[str, str]]:
     """The conversation one rung sends, through the one answering path (``verticalize.answering``)."""
-    uses_adapter = rung.startswith("peft") or rung == "full"
-    return build_messages(question, style, passages=hits if rung.endswith("rag") else (),
-                          few_shot=few_shot if rung == "prompt" else (),
-                          labels=labels if not uses_adapter else ())
+    r = Rung.parse(rung)
+    return build_messages(question, style, passages=hits if r.uses_knowledge_base else (),
+                          few_shot=few_shot if r.uses_few_shot else (),
+                          labels=labels if not r.trained else ())
 
 
 def map_to_label(prediction: str, labels: Sequence[str]) -> str:

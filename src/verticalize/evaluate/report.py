@@ -15,7 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from verticalize.artifacts import RunDir
+from verticalize.artifacts import ADAPTER_META, TRAIN_SECONDS, RunDir, library_versions
 from verticalize.evaluate import charts
 from verticalize.evaluate.model_card import write_model_card
 
@@ -75,7 +75,7 @@ def _table(headers: list[str], rows: list[list[Any]], numeric_from: int = 1) -> 
 
 # --------------------------------------------------------------------------------------------- sections
 def _data_section(run: RunDir) -> str:
-    manifest = read_json(run.stage("data") / "manifest.json")
+    manifest = read_json(run.manifest("data"))
     if not isinstance(manifest, dict):
         return "<h2>Data</h2>" + _not_run("Dataset", "verticalize data build")
     counts = manifest.get("counts") or {}
@@ -97,7 +97,7 @@ def _data_section(run: RunDir) -> str:
 
 
 def _kb_section(run: RunDir, ladder: dict[str, Any] | None) -> str:
-    manifest = read_json(run.kb_dir / "manifest.json")
+    manifest = read_json(run.manifest("kb"))
     if not isinstance(manifest, dict):
         return "<h2>Knowledge base</h2>" + _not_run("Knowledge base", "verticalize kb build")
     q = manifest.get("quality") or {}
@@ -113,8 +113,8 @@ def _kb_section(run: RunDir, ladder: dict[str, Any] | None) -> str:
 
 
 def _training_section(run: RunDir) -> str:
-    rows = read_rows(run.stage("train") / "metrics.jsonl")
-    adapters = [read_json(p) for p in sorted(run.adapters_dir.glob("*/verticalize_adapter.json"))]
+    rows = read_rows(run.train_metrics)
+    adapters = [read_json(p) for p in sorted(run.adapters_dir.glob(f"*/{ADAPTER_META}"))]  # unreadable: left out
     adapters = [a for a in adapters if isinstance(a, dict)]
     if not rows and not adapters:
         return "<h2>Training</h2>" + _not_run("Training", "verticalize train")
@@ -133,7 +133,7 @@ def _training_section(run: RunDir) -> str:
     if adapters:
         html.append(_table(["adapter", "method", "parent", "trainable params", "share", "train s", "best val loss"],
                            [[a.get("name"), a.get("method"), a.get("parent") or "—", a.get("trainable_params"),
-                             a.get("trainable_share"), (a.get("metrics") or {}).get("train_seconds"),
+                             a.get("trainable_share"), (a.get("metrics") or {}).get(TRAIN_SECONDS),
                              (a.get("metrics") or {}).get("best_val_loss")] for a in adapters], numeric_from=3))
     return "".join(html)
 
@@ -251,9 +251,9 @@ def _samples_section(predictions: dict[str, list[dict[str, Any]]]) -> str:
 def write_report(run: RunDir) -> Path:
     """Write RUN/report/report.html and RUN/report/model_card.md from whatever artifacts the run has."""
     run = run if isinstance(run, RunDir) else RunDir(run)
-    ladder = read_json(run.stage("eval") / "ladder.json")
+    ladder = read_json(run.ladder)
     ladder = ladder if isinstance(ladder, dict) else None
-    predictions = {r: read_rows(run.stage("eval") / f"predictions_{r}.jsonl") for r in (ladder or {}).get("rungs", {})}
+    predictions = {r: read_rows(run.predictions(r)) for r in (ladder or {}).get("rungs", {})}
     predictions = {r: rows for r, rows in predictions.items() if rows}
     settings = (ladder or {}).get("settings", {})
     body = "".join(f"<section>{s}</section>" for s in (
@@ -261,14 +261,12 @@ def write_report(run: RunDir) -> Path:
         _kb_section(run, ladder), _training_section(run), _samples_section(predictions)))
     template = Template((resources.files("verticalize.evaluate") / "templates" / "report.html").read_text("utf-8"))
     css = (resources.files("verticalize.evaluate") / "templates" / "report.css").read_text("utf-8")
-    from verticalize.artifacts import library_versions
-
     html = template.substitute(
         title=escape(f"verticalize report — {run.root.name}"), css=css, body=body,
         meta=escape(f"run {run.root} · base {settings.get('base', '?')} · adapter {settings.get('adapter') or '—'}"),
         version=escape(library_versions().get("verticalize", "?")), created=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-    out_dir = run.ensure("report")
-    path = out_dir / "report.html"
+    run.ensure("report")
+    path = run.report_html
     path.write_text(html, encoding="utf-8")
-    write_model_card(run, ladder, out_dir / "model_card.md")
+    write_model_card(run, ladder, run.model_card)
     return path

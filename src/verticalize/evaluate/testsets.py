@@ -15,12 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.artifacts import RunDir
+from verticalize.testsets import TestSetError, is_false, squad_questions
 
-
-class TestSetError(FileNotFoundError):
-    """A test set that cannot be used at all (missing, unreadable, or no usable row); user-fixable."""
-
-    __test__ = False  # not a pytest test class despite the name
+__all__ = ["TestExample", "TestSet", "TestSetError", "load_test_set", "read_test_file"]
 
 
 @dataclass
@@ -106,19 +103,13 @@ def _looks_like_squad(text: str) -> bool:
 
 def _from_squad(obj: dict[str, Any], path: Path) -> tuple[list[TestExample], list[dict[str, Any]]]:
     examples, refused = [], []
-    for a_i, article in enumerate(obj["data"]):
-        title = article.get("title") or ""
-        for p_i, para in enumerate(article.get("paragraphs", [])):
-            for qa in para.get("qas", []):
-                qid = str(qa.get("id") or f"{a_i}-{p_i}-{len(examples)}")
-                answers = [a.get("text", "") for a in qa.get("answers", []) if a.get("text", "").strip()]
-                impossible = qa.get("is_impossible") is True  # SQuAD 2.0: the paragraph does not answer it
-                if not qa.get("question") or not (answers or impossible):
-                    refused.append({"line": qid, "reason": "question without a non-empty answer"})
-                    continue
-                examples.append(TestExample(id=qid, question=qa["question"].strip(),
-                                            references=[] if impossible else answers, source=title or None,
-                                            answerable=not impossible))
+    for q in squad_questions(obj):
+        qid = q.qa_id or f"{q.article}-{q.paragraph}-{len(examples)}"
+        if not q.question or not (q.answers or q.impossible):
+            refused.append({"line": qid, "reason": "question without a non-empty answer"})
+            continue
+        examples.append(TestExample(id=qid, question=q.question, references=[] if q.impossible else q.answers,
+                                    source=q.title or None, answerable=not q.impossible))
     return examples, refused
 
 
@@ -156,8 +147,7 @@ def _from_row(row: dict[str, Any], n: int) -> TestExample:
     if not question or not str(question).strip():
         raise ValueError("no question (need messages with a user turn, or a 'question' field)")
     explicit = row.get("answerable", meta.get("answerable"))
-    declared_false = explicit is False or (isinstance(explicit, str)
-                                           and explicit.strip().lower() in ("false", "no", "0"))
+    declared_false = is_false(explicit)
     unanswerable = declared_false or (isinstance(answer, list) and not answer)
     if unanswerable and explicit is True:
         raise ValueError("answerable is true but the answer list is empty")

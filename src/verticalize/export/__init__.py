@@ -9,28 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from verticalize.artifacts import RunDir, write_manifest
+from verticalize.artifacts import RunDir, read_adapters, write_manifest
 from verticalize.config import Config
+from verticalize.errors import ExportError
 
 FORMATS = ("merged", "gguf", "ollama", "vllm", "triton")
 
-
-class ExportError(ValueError):
-    """An export that cannot be made from this run; the message says why and what to do."""
-
-
 def _adapters(run: RunDir) -> dict[str, Path]:
-    from verticalize.engine import discover_adapters
-
-    found = discover_adapters(run.adapters_dir)
-    if not found:
+    """Name → directory of every PEFT adapter in training order: the final one (read_adapters) is the last."""
+    trained = [a for a in read_adapters(run) if not a.is_full]
+    if not trained:
         raise ExportError(f"no PEFT adapters under {run.adapters_dir}: train first (`verticalize train`)")
-    return found
+    return {a.name: a.path for a in trained}
 
 
 def _pick(adapters: dict[str, Path], name: str | None) -> tuple[str, Path]:
     if name is None:
-        name = list(adapters)[-1]  # the last stage: layered training's final adapter
+        name = list(adapters)[-1]  # the final adapter (read_adapters): the last stage in training order
     if name not in adapters:
         raise ExportError(f"no adapter '{name}' in this run; adapters: {', '.join(adapters)}")
     return name, adapters[name]
@@ -43,7 +38,7 @@ def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, ou
     if to not in FORMATS:
         raise ExportError(f"unknown export format '{to}'; choose one of {', '.join(FORMATS)}")
     adapters = _adapters(run)
-    target = out or run.stage("export") / to
+    target = out or run.export_dir(to)
     if to == "merged":
         from verticalize.export.merged import export_merged
 
@@ -62,7 +57,7 @@ def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, ou
         problems = validate_triton_repository(target)
         if problems:
             raise ExportError("invalid Triton repository: " + "; ".join(problems))
-    write_manifest(run.stage("export") / to, "export", inputs={"adapters": {k: str(v) for k, v in
+    write_manifest(run.export_dir(to), "export", inputs={"adapters": {k: str(v) for k, v in
                                                                              adapters.items()}},
                    config={"to": to, "adapter": adapter}, counts={}, extra={"result": result})
     return result

@@ -18,13 +18,17 @@ from typing import Any
 
 import numpy as np
 
+from verticalize.errors import UserError
+from verticalize.models import load_adapter, load_base, resolve_base
+from verticalize.models.convert import SOURCE_FILE
+
 SUPPORTED_ARCHS = {"llama"}  # the permutation and hyper-parameter names below are Llama's (SmolLM2 is one)
 _OUT_TYPES = {"f32": ("F32", "ALL_F32"), "f16": ("F16", "MOSTLY_F16"), "q8_0": ("Q8_0", "MOSTLY_Q8_0")}
 # Keys the writer sets itself or that describe the source file's own encoding, not the model.
 _SKIP_KEYS = ("GGUF.", "general.architecture", "general.file_type", "general.quantization_version")
 
 
-class GGUFExportError(ValueError):
+class GGUFExportError(UserError, ValueError):
     """The model cannot be written as GGUF (architecture, adapter type); the message says why."""
 
 
@@ -225,8 +229,6 @@ PROBE_PROMPT = [{"role": "user", "content": "What is the annual fee of the card?
 
 def source_gguf_of(base_dir: Path) -> Path | None:
     """The GGUF a cached base directory was converted from (models/convert.py records it), if still there."""
-    from verticalize.models.convert import SOURCE_FILE
-
     info = base_dir / SOURCE_FILE
     if not info.is_file():
         return None
@@ -243,7 +245,6 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
     """
     import torch
 
-    from verticalize.models import load_adapter, load_base, resolve_base
 
     base_dir = resolve_base(model_cfg)
     if adapter_dir is None:

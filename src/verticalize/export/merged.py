@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.config import ModelConfig
+from verticalize.models import load_base
 
 
 def export_merged(model_cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -14,7 +15,6 @@ def export_merged(model_cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> d
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from verticalize.models import load_base
 
     model, tokenizer = load_base(model_cfg, dtype=torch.float32)
     peft_model = PeftModel.from_pretrained(model, str(adapter_dir))

@@ -23,12 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from verticalize.artifacts import write_manifest
 from verticalize.config import IngestConfig
+from verticalize.encoding import BinaryContentError
+from verticalize.errors import UserError
 from verticalize.ingest.chunk import chunk_text
 from verticalize.ingest.clean import clean_pages
-from verticalize.ingest.encoding import BinaryContentError
-from verticalize.ingest.pii import Redactor
 from verticalize.ingest.readers import CorruptFileError, reader_for
 from verticalize.ingest.sources import SourceNotFoundError, discover
+from verticalize.pii import Redactor
 from verticalize.text import NearDuplicateIndex, detect_lang, exact_key
 
 MB = 1024 * 1024
@@ -36,7 +37,7 @@ SKIP_REASONS = ("unsupported", "too_large", "empty", "binary", "corrupt", "dupli
 _PROGRESS_MIN_FILES = 20
 
 
-class IngestError(ValueError):
+class IngestError(UserError, ValueError):
     """strict mode refused the run; the message lists each skipped file and why."""
 
 

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.ingest.encoding import decode_bytes
+from verticalize.encoding import decode_bytes
+
 
 
 class CorruptFileError(ValueError):

@@ -6,8 +6,10 @@ import glob
 import os
 from pathlib import Path
 
+from verticalize.errors import UserError
 
-class SourceNotFoundError(FileNotFoundError):
+
+class SourceNotFoundError(UserError, FileNotFoundError):
     """A document source (folder, file or glob) does not exist or matches nothing."""
 
 

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from verticalize.config import KBConfig
+from verticalize.errors import UserError
 from verticalize.kb.text import Analyzed
 
 
-class KBError(ValueError):
+class KBError(UserError, ValueError):
     """A knowledge-base input or setting that cannot be used; the message says what, where and what to do."""
 
 
-class KBNotFoundError(FileNotFoundError):
+class KBNotFoundError(UserError, FileNotFoundError):
     """No built knowledge base (or no chunks) where one was expected."""
 
 

@@ -1,7 +1,8 @@
 """Retrieval evaluation: recall@k and MRR on questions whose answers are known spans.
 
-A retrieved chunk is relevant to a question when its text contains one of the answers (both normalised: NFKC,
-case folded, whitespace and punctuation removed, so "4 分钟。" matches "4分钟") or, when the question names its
+A retrieved chunk is relevant to a question when its text contains one of the answers (both normalised by the
+shared ``answer_key``, as the ladder finds answers in passages: NFKC, case folded, whitespace and punctuation
+removed, so "4 分钟。" matches "4分钟") or, when the question names its
 gold document, when the chunk comes from that document (``match``: "either" (default), "span" or "doc").
 The rank of a question is that of its first relevant chunk; recall@k is the share of questions ranked ≤ k and
 MRR the mean of 1/rank, counting 0 beyond the deepest k asked for.
@@ -13,17 +14,17 @@ messages) and SQuAD JSON (``data[].paragraphs[].qas[]``, e.g. CMRC 2018).
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 from verticalize.artifacts import write_json
 from verticalize.kb.base import Hit, KBError, KBNotFoundError
+from verticalize.kb.build import open_kb
+from verticalize.testsets import squad_questions
+from verticalize.text import answer_key
 
 Match = Literal["either", "span", "doc"]
-_NOT_WORD = re.compile(r"[\W_]+")
 MAX_LISTED = 20
 
 
@@ -33,10 +34,6 @@ class Question:
     question: str
     answers: list[str] = field(default_factory=list)
     doc_id: str | None = None
-
-
-def normalize_answer(text: str) -> str:
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -53,24 +50,19 @@ def load_questions(path: str | Path) -> tuple[list[Question], list[dict[str, Any
             raise KBError(f"{path} is not valid JSON (line {e.lineno}: {e.msg})") from None
         if not (isinstance(data, dict) and isinstance(data.get("data"), list)):
             raise KBError(f"{path}: expected SQuAD JSON with a top-level 'data' list")
-        return _squad_questions(data["data"])
+        return _squad_questions(data)
     return _jsonl_questions(text.splitlines())
 
 
-def _squad_questions(articles: list[Any]) -> tuple[list[Question], list[dict[str, Any]]]:
+def _squad_questions(data: dict[str, Any]) -> tuple[list[Question], list[dict[str, Any]]]:
     questions, refused = [], []
-    for a_i, article in enumerate(articles):
-        for p_i, para in enumerate((article or {}).get("paragraphs") or []):
-            for q_i, qa in enumerate(para.get("qas") or []):
-                where = f"data[{a_i}].paragraphs[{p_i}].qas[{q_i}]"
-                answers = [a.get("text", "") for a in qa.get("answers") or [] if isinstance(a, dict)]
-                q = Question(id=str(qa.get("id", where)), question=str(qa.get("question") or ""),
-                             answers=[a for a in answers if normalize_answer(a)])
-                reason = _question_problem(q)
-                if reason:
-                    refused.append({"where": where, "reason": reason})
-                else:
-                    questions.append(q)
+    for sq in squad_questions(data):
+        q = Question(id=sq.qa_id or sq.where, question=sq.question, answers=[a for a in sq.answers if answer_key(a)])
+        reason = _question_problem(q)
+        if reason:
+            refused.append({"where": sq.where, "reason": reason})
+        else:
+            questions.append(q)
     return questions, refused
 
 
@@ -97,7 +89,7 @@ def _jsonl_questions(lines: Iterable[str]) -> tuple[list[Question], list[dict[st
         answers = meta.get("answer") or row.get("answers") or row.get("answer") or assistant or []
         answers = [answers] if isinstance(answers, str) else [str(a) for a in answers]
         q = Question(id=str(row.get("id") or where), question=str(question),
-                     answers=[a for a in answers if normalize_answer(a)],
+                     answers=[a for a in answers if answer_key(a)],
                      doc_id=meta.get("doc_id") or row.get("doc_id"))
         reason = _question_problem(q)
         if reason:
@@ -127,12 +119,12 @@ def _question_problem(q: Question) -> str | None:
 # --------------------------------------------------------------------------------------------- metrics
 def first_relevant_rank(question: Question, hits: Sequence[Hit], match: Match = "either") -> int | None:
     """1-based rank of the first relevant hit, or None."""
-    answers = [normalize_answer(a) for a in question.answers] if match != "doc" else []
+    answers = [answer_key(a) for a in question.answers] if match != "doc" else []
     for rank, hit in enumerate(hits, start=1):
         if match != "span" and question.doc_id and hit.doc_id == question.doc_id:
             return rank
         if answers:
-            text = normalize_answer(hit.text)
+            text = answer_key(hit.text)
             if any(a in text for a in answers):
                 return rank
     return None
@@ -152,8 +144,6 @@ def retrieval_metrics(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[st
 def evaluate_kb(kb_dir: str | Path, questions_path: str | Path, ks: Sequence[int] = (1, 5, 20),
                 match: Match = "either", save: bool = False) -> dict[str, Any]:
     """Open the KB, run every question, return recall@k, MRR and misses; ``save`` also writes kb/eval.json."""
-    from verticalize.kb.build import open_kb
-
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise KBError(f"k values must be positive integers, got {list(ks)}")

@@ -20,8 +20,8 @@ import threading
 import unicodedata
 from typing import Literal, Sequence
 
-# Han ideographs: CJK Unified Ideographs, Extension A, Compatibility Ideographs.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+from verticalize.text import HAN_RANGES as _HAN  # Han ideographs: the runs jieba segments
+
 # Other scripts: words of letters/digits; a decimal point between digits stays inside the token (3.5, v2.0).
 _TOKEN_RUNS = re.compile(rf"([{_HAN}]+)|([^\W_{_HAN}]+(?:\.[0-9]+)*)")
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from verticalize.artifacts import library_versions
 from verticalize.models.errors import ModelConversionError
 
 SOURCE_FILE = "verticalize_source.json"  # written into every converted directory: where it came from
@@ -96,8 +97,6 @@ def _complete(path: Path) -> bool:
 
 
 def _write_source(out_dir: Path, gguf_path: Path, seconds: float) -> None:
-    from verticalize.artifacts import library_versions
-
     info = {"gguf": str(gguf_path.resolve()), "gguf_bytes": gguf_path.stat().st_size,
             "convert_seconds": round(seconds, 2), "saved_dtype": "float32",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": library_versions()}

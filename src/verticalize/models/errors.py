@@ -1,9 +1,11 @@
-"""Errors of the models package. Both are FileNotFoundError subclasses, so the CLI shows them as one clear line."""
+"""Errors of the models package: user errors (UserError and FileNotFoundError), shown by the CLI as one line."""
 
 from __future__ import annotations
 
+from verticalize.errors import UserError
 
-class ModelNotFoundError(FileNotFoundError):
+
+class ModelNotFoundError(UserError, FileNotFoundError):
     """The base model cannot be found locally; the message says how to provide it."""
 
 

@@ -8,13 +8,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from verticalize.artifacts import ADAPTER_META
 from verticalize.config import ModelConfig
 from verticalize.models.errors import ModelNotFoundError
 from verticalize.models.resolve import resolve_base
 
 log = logging.getLogger(__name__)
 
-ADAPTER_META = "verticalize_adapter.json"
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16"}
 

@@ -23,10 +23,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from verticalize.config import ConfigError
+from verticalize.plan.devices import GPU_PROFILES
+from verticalize.rungs import RUNG_NAMES
 
-ROUTES = ("prompt", "rag", "peft", "peft+rag", "full", "pretrain")
+ROUTES = RUNG_NAMES + ("pretrain",)  # the ladder's rungs, cheapest first, then pre-training (never measured)
 # Relative cost of each route (seed 003, 表1): used to break ties towards the cheaper route.
-ROUTE_COST = {"prompt": 0, "rag": 1, "peft": 2, "peft+rag": 3, "full": 4, "pretrain": 5}
+ROUTE_COST = {r: i for i, r in enumerate(ROUTES)}
 PRIOR = {"prompt": 1.0, "rag": 1.5, "peft": 1.0, "peft+rag": 1.0, "full": -1.0, "pretrain": -3.0}
 PRIOR_REASON = {
     "prompt": "cheapest route, inference only (seed 003: ~80 % of scenarios are served by prompt + RAG)",
@@ -118,8 +120,6 @@ def parse_compute(compute: str) -> tuple[str, int]:
 
 # --------------------------------------------------------------------------------------------- rules
 def _gpu_memory_gb(kind: str) -> float | None:
-    from verticalize.plan.devices import GPU_PROFILES
-
     matches = [p for name, p in GPU_PROFILES.items() if name.startswith(kind)]
     return matches[0].memory_bytes / 1e9 if matches else None
 
@@ -190,8 +190,6 @@ def _apply_rules(f: Facts, s: dict[str, RouteScore]) -> None:
 def _apply_compute(f: Facts, s: dict[str, RouteScore], notes: list[str]) -> None:
     kind, count = parse_compute(f.compute)
     if kind not in ("none", "cpu") and _gpu_memory_gb(kind) is None:
-        from verticalize.plan.devices import GPU_PROFILES
-
         raise FactsError(f"fact 'compute': unknown GPU '{kind}'; use none, cpu or NxPROFILE with PROFILE one of "
                          f"{', '.join(GPU_PROFILES)} (e.g. 2xa100-80g)")
     if kind == "none":

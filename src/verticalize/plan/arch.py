@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.config import ConfigError, ModelConfig
+from verticalize.models.catalog import get_spec
 
 
 class UnknownArchitectureError(ConfigError):
@@ -168,8 +169,4 @@ def resolve_arch(model_cfg: ModelConfig, arch: dict[str, Any] | None = None,
 
 
 def _catalog_spec(name: str) -> Any:
-    try:
-        from verticalize.models.catalog import get_spec
-    except ImportError:  # the catalog is optional for the estimator
-        return None
     return get_spec(name)

@@ -8,8 +8,10 @@ from typing import Any
 
 import yaml
 
+from verticalize.artifacts import RunDir
 from verticalize.config import Config
 from verticalize.plan.advisor import FactsError, advise
+from verticalize.plan.arch import UnknownArchitectureError, resolve_arch
 from verticalize.plan.estimator import compare, estimate
 from verticalize.plan.render import format_advice, format_comparison, format_estimate
 
@@ -51,7 +53,7 @@ def load_ladder(run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None
     """RUN/eval/ladder.json when it exists and parses; else (None, why not)."""
     if run_dir is None:
         return None, None
-    path = Path(run_dir) / "eval" / "ladder.json"
+    path = RunDir(run_dir).ladder
     if not path.is_file():
         return None, f"no ladder results at {path}; advice from the facts only"
     try:
@@ -63,8 +65,6 @@ def load_ladder(run_dir: Path | None) -> tuple[dict[str, Any] | None, str | None
 
 def facts_from_config(cfg: Config) -> dict[str, Any]:
     """Defaults a project config implies: its task form and its base model's size."""
-    from verticalize.plan.arch import UnknownArchitectureError, resolve_arch
-
     facts: dict[str, Any] = {"task": cfg.data.task}
     try:
         facts["model_params"] = resolve_arch(cfg.model).num_params

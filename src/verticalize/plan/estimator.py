@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.config import Config
+from verticalize.methods import get as get_method
 from verticalize.plan.arch import Arch, resolve_arch
 from verticalize.plan.devices import GIB, DeviceProfile, get_profile
-from verticalize.plan.memory import FROZEN_METHODS, MemoryBreakdown, Setting, memory_breakdown, trainable_params
+from verticalize.plan.memory import MemoryBreakdown, Setting, memory_breakdown, trainable_params
 
 MFU = {"gpu": 0.35, "cpu": 0.30}
-QLORA_SPEED_FACTOR = 0.7
 DEFAULT_TOKENS_PER_EPOCH = 1_000_000
 COMPARE_METHODS = ("full", "lora", "qlora", "prefix")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -141,13 +141,14 @@ def build_setting(cfg: Config, arch: Arch, device: DeviceProfile, notes: list[st
 # --------------------------------------------------------------------------------------------- time
 def flops_per_token(arch: Arch, s: Setting, trainable: int) -> float:
     n = arch.matmul_params
-    seq = s.seq_len + (s.virtual_tokens if s.method in ("prompt", "prefix") else 0)
+    method = get_method(s.method)
+    seq = s.seq_len + (s.virtual_tokens if method.virtual_positions or method.virtual_keys else 0)
     attention = 12 * arch.num_layers * arch.hidden_size * seq
-    if s.method == "full":
+    if method.trains_base:
         flops = 6 * n + attention
     else:
         # Prompt tuning runs its virtual tokens through every layer along with the real ones.
-        stretch = seq / s.seq_len if s.method == "prompt" else 1.0
+        stretch = seq / s.seq_len if method.virtual_positions else 1.0
         flops = 4 * n * stretch + 6 * trainable + attention
     if s.gradient_checkpointing:
         flops += 2 * n + attention / 3
@@ -158,7 +159,7 @@ def _sustained_tflops(cfg: Config, device: DeviceProfile, s: Setting) -> float:
     if cfg.plan.device_tflops:
         return float(cfg.plan.device_tflops)
     peak = device.peak_tflops.get(s.precision, device.peak_tflops["fp32"])
-    return peak * MFU[device.kind] * (QLORA_SPEED_FACTOR if s.method == "qlora" else 1.0)
+    return peak * MFU[device.kind] * get_method(s.method).speed_factor
 
 
 def training_tokens(cfg: Config, s: Setting) -> tuple[int, str]:
@@ -205,9 +206,9 @@ def estimate(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any]
         n_tokens, source = int(tokens), "given"
     else:
         n_tokens, source = training_tokens(cfg, setting)
-    if setting.method == "qlora" and device.kind != "gpu":
-        notes.append("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); on this device training refuses it")
-    if setting.method in FROZEN_METHODS and setting.method != "qlora" and setting.weight_bytes == 4 \
+    method = get_method(setting.method)
+    notes.extend(method.notes(setting, device.kind))
+    if not method.trains_base and not method.quantizes_base and setting.weight_bytes == 4 \
             and setting.precision != "fp32":
         notes.append("the frozen base is kept in fp32 (model.dtype=float32)")
     return Estimate(arch=model, setting=setting, device=device,
@@ -247,9 +248,10 @@ def does_not_fit_message(cfg: Config, est: Estimate, *, num_params: int | None =
         smaller = max(128, s.tokens // 4)
         seq = min(s.seq_len, smaller)
         tries.append((f"train.batch_tokens={smaller}", {"seq_len": seq, "micro_batch": max(1, smaller // seq)}))
-    if s.method == "full":
+    method = get_method(s.method)
+    if method.trains_base:
         tries.append(("train.method=lora", {"method": "lora"}))
-    if s.method != "qlora":
+    if not method.quantizes_base:
         tries.append(("train.method=qlora (CUDA)", {"method": "qlora"}))
     for d in (2, 4, 8):
         if d > s.num_devices:

@@ -43,17 +43,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from verticalize.methods import get as get_method
 from verticalize.plan.arch import Arch
-
-NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
-FROZEN_METHODS = ("lora", "dora", "qlora", "prefix", "prompt", "ia3")
 
 
 @dataclass(frozen=True)
 class Setting:
     """One training configuration to estimate (everything per device)."""
 
-    method: str                      # full, lora, dora, qlora, prefix, prompt, ia3
+    method: str                      # a registered method (verticalize.methods): full, lora, qlora, ...
     precision: str                   # fp32, bf16, fp16 (compute)
     weight_bytes: float              # bytes per frozen base weight (4, 2); QLoRA overrides it
     seq_len: int
@@ -101,23 +99,8 @@ class MemoryBreakdown:
 
 # --------------------------------------------------------------------------------------------- parameters
 def trainable_params(arch: Arch, s: Setting) -> int:
-    """Parameters the method trains, counted the way PEFT creates them."""
-    shapes = arch.linear_shapes()
-    L = arch.num_layers
-    if s.method == "full":
-        return arch.num_params
-    if s.method in ("lora", "qlora", "dora"):
-        per_layer = sum(s.lora_r * (shapes[m][0] + shapes[m][1]) for m in s.lora_targets if m in shapes)
-        if s.method == "dora":  # DoRA adds a magnitude vector per output feature
-            per_layer += sum(shapes[m][1] for m in s.lora_targets if m in shapes)
-        return L * per_layer
-    if s.method == "prefix":  # PEFT: virtual tokens × layers × (key, value) × KV width (GQA-aware)
-        return s.virtual_tokens * L * 2 * arch.kv_dim
-    if s.method == "prompt":
-        return s.virtual_tokens * arch.hidden_size
-    if s.method == "ia3":  # scaling vectors on k, v outputs and the MLP down-projection input
-        return L * (2 * arch.kv_dim + arch.intermediate_size)
-    raise ValueError(f"unknown method '{s.method}'")
+    """Parameters the method trains, counted the way PEFT creates them (each method's own formula)."""
+    return get_method(s.method).trainable_params(arch, s)
 
 
 def layer_linear_params(arch: Arch) -> int:
@@ -129,17 +112,13 @@ def layer_linear_params(arch: Arch) -> int:
 def state_bytes(arch: Arch, s: Setting, trainable: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per device before ZeRO sharding of the activations."""
     n = arch.num_params
-    if s.method == "full":
+    if get_method(s.method).trains_base:
         if s.precision == "fp32":
             weights, grads, optim = 4.0 * n, 4.0 * n, 8.0 * n
         else:
             weights, grads, optim = 6.0 * n, 4.0 * n, 8.0 * n
     else:
-        if s.method == "qlora":
-            quantized = arch.num_layers * layer_linear_params(arch)
-            base = quantized * NF4_BYTES_PER_PARAM + (n - quantized) * 2.0
-        else:
-            base = n * s.weight_bytes
+        base = get_method(s.method).base_weight_bytes(arch, s)
         weights, grads, optim = base + 4.0 * trainable, 4.0 * trainable, 8.0 * trainable
     d, z = s.num_devices, s.zero_stage
     if z >= 1:
@@ -161,46 +140,43 @@ def layer_activation_bytes(arch: Arch, s: Setting, seq_len: int | None = None) -
     t = s_len * s.micro_batch
     e = s.act_bytes
     h, i, kv, a = arch.hidden_size, arch.intermediate_size, arch.kv_dim, arch.num_heads
-    full = s.method == "full"
+    method = get_method(s.method)
+    full = method.trains_base
+    prefix = s.virtual_tokens if method.virtual_keys else 0          # virtual keys/values per sequence
     total = 2 * t * h * (4 + (e if full else 0))                    # two RMSNorms
-    kv_tokens = t + (s.micro_batch * s.virtual_tokens if s.method == "prefix" else 0)
+    kv_tokens = t + s.micro_batch * prefix
     total += t * h * e + 2 * kv_tokens * kv * e                      # q, k, v after RoPE
     if s.attention == "eager":
-        total += s.micro_batch * a * s_len * (s_len + (s.virtual_tokens if s.method == "prefix" else 0)) * e
+        total += s.micro_batch * a * s_len * (s_len + prefix) * e
         total += 2 * kv_tokens * (h - kv) * e                        # k, v repeated to every query head
     else:
         total += t * h * e + 4 * s.micro_batch * a * s_len           # fused kernel: output + log-sum-exp
-    if s.method == "prefix":
-        total += s.micro_batch * s_len * (s_len + s.virtual_tokens) * e   # explicit attention mask
+    if method.virtual_keys:
+        total += s.micro_batch * s_len * (s_len + prefix) * e        # explicit attention mask
     total += 3 * t * i * e                                           # SwiGLU intermediates
     if full:
         total += t * h * e * 3 + t * i * e                           # inputs of q/k/v, o, gate/up, down
-    if s.method in ("lora", "qlora", "dora"):
-        shapes = arch.linear_shapes()
-        for m in s.lora_targets:
-            if m not in shapes:
-                continue
-            d_in = shapes[m][0]
-            per = 4 + (s.dropout_mask_bytes if s.lora_dropout > 0 else 0)
-            # With fp32 activations and no dropout, the adapter reads the very tensor the base layer reads.
-            if not (e == 4 and s.lora_dropout == 0):
-                total += t * d_in * per
-            total += t * s.lora_r * 4
+    total += method.adapter_activation_bytes(arch, s, t)             # the method's trainable modules
     return float(total)
 
 
+def _positions(s: Setting) -> int:
+    """Positions every layer runs: the sequence, plus the virtual tokens of a method that prepends them."""
+    return s.seq_len + (s.virtual_tokens if get_method(s.method).virtual_positions else 0)
+
+
 def activation_bytes(arch: Arch, s: Setting) -> float:
-    seq = s.seq_len + (s.virtual_tokens if s.method == "prompt" else 0)
+    seq = _positions(s)
     per_layer = layer_activation_bytes(arch, s, seq)
     t = seq * s.micro_batch
-    final_norm = t * arch.hidden_size * (4 + (s.act_bytes if s.method == "full" else 0))
+    final_norm = t * arch.hidden_size * (4 + (s.act_bytes if get_method(s.method).trains_base else 0))
     if s.gradient_checkpointing:
         return arch.num_layers * t * arch.hidden_size * s.act_bytes + per_layer + final_norm
     return arch.num_layers * per_layer + final_norm
 
 
 def logits_bytes(arch: Arch, s: Setting) -> float:
-    seq = s.seq_len + (s.virtual_tokens if s.method == "prompt" else 0)
+    seq = _positions(s)
     return float(seq * s.micro_batch * arch.vocab_size * (s.act_bytes + 12))
 
 

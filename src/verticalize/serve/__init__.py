@@ -17,8 +17,9 @@ from typing import Any
 from verticalize.answering import PromptStyle
 from verticalize.artifacts import RunDir
 from verticalize.config import Config
+from verticalize.pii import redact
 from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
-from verticalize.engine import EmbeddedEngine, discover_adapters
+from verticalize.engine import EmbeddedEngine
 from verticalize.serve.feedback import FeedbackStore, export_seed_examples
 from verticalize.serve.quality import QualitySignals
 
@@ -27,22 +28,18 @@ __all__ = ["Gateway", "GatewaySettings", "build_gateway", "create_app", "serve_r
 
 
 def feedback_db_path(run: RunDir) -> Path:
-    return run.stage("feedback") / "feedback.sqlite"
+    return run.feedback_db
 
 
 def _redactor() -> Any:
-    try:
-        from verticalize.ingest.pii import redact  # the same rules as the documents
-    except ImportError:  # pragma: no cover - ingest is part of the package
-        return None
-    return lambda text: redact(text)[0]
+    return lambda text: redact(text)[0]  # the same rules as the documents
 
 
 def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
     if engine is None:
         engine = build_engine(cfg, run)
     kb = None
-    if (run.kb_dir / "manifest.json").is_file():
+    if run.manifest("kb").is_file():
         from verticalize.kb import open_kb
 
         kb = open_kb(run.kb_dir)
@@ -60,13 +57,13 @@ def build_engine(cfg: Config, run: RunDir) -> Any:
         from verticalize.models import resolve_base
         from verticalize.serve.llamacpp import LlamaCppEngine
 
-        gguf_dir = Path(cfg.serve.gguf_dir) if cfg.serve.gguf_dir else run.stage("export") / "gguf"
+        gguf_dir = Path(cfg.serve.gguf_dir) if cfg.serve.gguf_dir else run.export_dir("gguf")
         return LlamaCppEngine.from_run(cfg.serve, gguf_dir, _base_name(cfg), source_gguf_of(resolve_base(cfg.model)))
     if cfg.serve.engine == "vllm":
         from verticalize.serve.vllm import VLLMEngine
 
         return VLLMEngine.from_config(cfg, _base_name(cfg))
-    return EmbeddedEngine.from_run(cfg.model, run.adapters_dir, base_name=_base_name(cfg),
+    return EmbeddedEngine.from_run(cfg.model, run, base_name=_base_name(cfg),
                                    max_batch=cfg.serve.max_batch_size,
                                    batch_window_s=cfg.serve.batch_window_ms / 1000)
 
@@ -92,10 +89,10 @@ def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -
     db = feedback_db_path(run)
     if not db.is_file():
         raise FileNotFoundError(f"no feedback store at {db}: serve the run and POST /v1/feedback first")
-    target = out or run.stage("feedback") / "seed.jsonl"
+    target = out or run.feedback_seed
     counts = export_seed_examples(FeedbackStore(db), target, min_rating=min_rating)
     counts["path"] = str(target)  # type: ignore[assignment]
     return counts
 
 
-__all__ += ["discover_adapters", "build_engine"]
+__all__ += ["build_engine"]

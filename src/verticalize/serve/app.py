@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from verticalize.answering import PromptStyle, build_messages
 from verticalize.engine import Engine, GenerationRequest, GenerationResult
 from verticalize.config import Config
+from verticalize.rungs import Rung
 from verticalize.serve.feedback import FeedbackStore
 from verticalize.serve.metrics import GatewayMetrics
 from verticalize.serve.protocol import (ChatCompletionRequest, CompletionRequest, SamplingParams, error_body,
@@ -165,8 +166,8 @@ class Gateway:
 
 
 def _rung(gateway: Gateway, model: str, rag: bool) -> str:
-    tuned = model != gateway.engine.base_name
-    return ("peft+rag" if rag else "peft") if tuned else ("rag" if rag else "prompt")
+    """The ladder rung a request is answered on (its metrics label): any served name but the base is tuned."""
+    return Rung.serving(tuned=model != gateway.engine.base_name, rag=rag).name
 
 
 def _messages_with_context(messages: list[dict[str, str]], sources: list[dict[str, Any]],
@@ -333,7 +334,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         g.observe(body.model, result, started, query)
         g.metrics.requests.labels(adapter=body.model, rung=rung, status="200").inc()
         await _store(rid, body.model, gen.messages or [{"role": "user", "content": gen.prompt or ""}],
-                     result.text, sources, bool(sources) or rung.endswith("rag"))
+                     result.text, sources, bool(sources) or Rung.parse(rung).uses_knowledge_base)
         usage = {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                  "total_tokens": result.prompt_tokens + result.completion_tokens}
         yield event({} if kind == "chat.completion" else "", result.finish_reason, usage=usage)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from verticalize.engine import GenerationRequest, GenerationResult, TokenClock, _StopOnText
+from verticalize.errors import UserError
 
 GGUF_NAME = "model.gguf"
 
 
-class LlamaCppUnavailable(FileNotFoundError):
+class LlamaCppUnavailable(UserError, FileNotFoundError):
     """llama-cpp-python or the GGUF files are missing; the message says how to provide them."""
 
 

@@ -11,14 +11,14 @@ import re
 from typing import Iterable
 
 from verticalize.answering import PromptStyle, is_refusal
+from verticalize.text import CJK_CHAR
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
 def units(text: str) -> set[str]:
     text = text.lower()
-    cjk = "".join(ch for ch in text if _CJK.match(ch))
+    cjk = "".join(ch for ch in text if CJK_CHAR.match(ch))
     out = {cjk[i:i + 2] for i in range(len(cjk) - 1)}
     out.update(w for w in _WORD.findall(text) if len(w) > 2)
     return out

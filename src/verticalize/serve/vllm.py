@@ -13,9 +13,11 @@ import os
 from typing import Any, Callable
 
 from verticalize.engine import GenerationRequest, GenerationResult, TokenClock
+from verticalize.errors import UserError
+from verticalize.models import load_tokenizer, resolve_base
 
 
-class VLLMUnavailable(FileNotFoundError):
+class VLLMUnavailable(UserError, FileNotFoundError):
     """The vLLM server cannot be reached; the message says how to start it."""
 
 
@@ -32,8 +34,6 @@ class VLLMEngine:
 
     @classmethod
     def from_config(cls, cfg: Any, base_name: str) -> "VLLMEngine":
-        from verticalize.models import load_tokenizer, resolve_base
-
         tokenizer = load_tokenizer(resolve_base(cfg.model), cfg.model)
         return cls(cfg.serve.vllm_base_url, base_name, tokenizer, os.environ.get(cfg.serve.vllm_api_key_env),
                    cfg.serve.request_timeout_s)

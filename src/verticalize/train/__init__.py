@@ -1,5 +1,6 @@
-"""Training: PEFT methods (lora, dora, qlora, prefix, prompt, ia3, full), SFT with assistant-only loss and packing,
-early stopping, checkpoints with exact resume, layered stages, and distributed runs through Accelerate.
+"""Training: the methods registered in ``verticalize.methods`` (LoRA and its variants, prefix/prompt tuning, IA3,
+full, ...), SFT with assistant-only loss and packing, early stopping, checkpoints with exact resume, layered
+stages, and distributed runs through Accelerate.
 
 Public API:
     train(cfg, run, resume=False, on_step=None) -> dict   train every stage of cfg.train into RUN/train/

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from verticalize.errors import UserError
 
-class TrainError(ValueError):
+
+class TrainError(UserError, ValueError):
     """Training cannot run with this input or setting; the message says what and where, and what to change."""
 
 
-class DatasetFileError(FileNotFoundError):
+class DatasetFileError(UserError, FileNotFoundError):
     """A dataset file the training stage needs is missing; the message says which stage writes it."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from verticalize.artifacts import TRAIN_SECONDS
 from verticalize.train import checkpoint as ckpt
 from verticalize.train.batching import IGNORE, Batch, collate, plan_batches, shard, windows
 from verticalize.train.data import Example, TrainError
@@ -271,7 +272,7 @@ def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> 
     acc.wait_for_everyone()
     return {"steps": st["step"], "total_steps": total_steps, "epochs_done": round(st["epoch"], 3),
             "best_val_loss": st["best_val"], "restored_best": restored, "stopped": st["stopped"] or "completed",
-            "real_tokens": st["tokens"], "train_seconds": round(st["train_seconds"], 3),
+            "real_tokens": st["tokens"], TRAIN_SECONDS: round(st["train_seconds"], 3),  # eval's training_time_s
             "train_cpu_seconds": round(st.get("train_cpu_seconds", 0.0), 3),
             "tokens_per_s": round(st["tokens"] / max(st["train_seconds"], 1e-9), 1),
             "final_train_loss": st.get("last_loss")}

@@ -1,10 +1,12 @@
-"""Adaptation methods, all through PEFT (``full`` = every weight trainable, no PEFT), and the precision policy.
+"""Building the model a method trains, and the precision policy. The methods themselves (their PEFT configs,
+whether they merge or pack, how their base is loaded) are registered in ``verticalize.methods``, one module each;
+``full`` = every weight trainable, no PEFT.
 
 Precision: with bf16 the frozen base of a PEFT method is *stored* in bf16 while the adapter stays fp32 (PEFT's
 ``autocast_adapter_dtype``), which on a CPU with AVX-512 bf16 is about twice as fast as fp32 and halves the
 base's memory. Full fine-tuning keeps fp32 master weights and computes under bf16 autocast.
 
-Layered stages (``parents``, root first): for methods whose weights merge (lora, dora, qlora, ia3) every earlier
+Layered stages (``parents``, root first): for methods whose weights merge (``Method.merges``) every earlier
 stage's adapter is merged into the base and a fresh adapter is trained on top ("merged-parents": a task module on
 top of the domain module, as the seed's modular design has it; ``verticalize.models.load_adapter`` rebuilds the
 same stack). Prefix/prompt tuning cannot merge, so the stage continues training its parent's virtual tokens, and
@@ -20,11 +22,14 @@ from typing import Any
 import torch
 
 from verticalize.config import Config, TrainConfig
+from verticalize.methods import get as get_method
+from verticalize.methods import methods as registered_methods
 from verticalize.train.data import TrainError
 
-PEFT_METHODS = ("lora", "dora", "qlora", "prefix", "prompt", "ia3")
-VIRTUAL_TOKEN_METHODS = ("prefix", "prompt")  # they add virtual tokens, so examples cannot be packed
-MERGEABLE_METHODS = ("lora", "dora", "qlora", "ia3")
+# Views of the registry (verticalize.methods), for callers that want names.
+PEFT_METHODS = tuple(m.name for m in registered_methods() if m.peft)
+VIRTUAL_TOKEN_METHODS = tuple(m.name for m in registered_methods() if not m.packs)  # examples cannot be packed
+MERGEABLE_METHODS = tuple(m.name for m in registered_methods() if m.merges)
 
 
 @dataclass
@@ -51,21 +56,14 @@ def resolve_precision(train_cfg: TrainConfig, device: torch.device) -> Precision
     if name == "fp32":
         return Precision("fp32", torch.float32, None)
     half = torch.bfloat16 if name == "bf16" else torch.float16
-    if train_cfg.method == "full":
+    if get_method(train_cfg.method).trains_base:
         return Precision(name, torch.float32, half)
     return Precision(name, half, None)
 
 
 def check_method_supported(train_cfg: TrainConfig, device: torch.device) -> None:
     """Refuse impossible settings before any weights are loaded."""
-    if train_cfg.method == "qlora":
-        if device.type != "cuda":
-            raise TrainError("train.method=qlora needs a CUDA GPU (4-bit weights through bitsandbytes); on this "
-                             "machine use train.method=lora")
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError:
-            raise TrainError("train.method=qlora needs bitsandbytes: pip install 'verticalize[gpu]'") from None
+    get_method(train_cfg.method).check_supported(device)
 
 
 def lora_targets(cfg: Config) -> list[str] | str | None:
@@ -84,45 +82,14 @@ def lora_targets(cfg: Config) -> list[str] | str | None:
 
 
 def _peft_config(cfg: Config, base_path: Path | None) -> Any:
-    import peft
-
-    t = cfg.train
-    if t.method in ("lora", "dora", "qlora"):
-        return peft.LoraConfig(task_type="CAUSAL_LM", r=t.lora.r, lora_alpha=t.lora.alpha,
-                               lora_dropout=t.lora.dropout, target_modules=lora_targets(cfg),
-                               use_dora=t.method == "dora")
-    if t.method == "ia3":
-        return peft.IA3Config(task_type="CAUSAL_LM")
-    if t.method == "prefix":
-        return peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=t.prefix.num_virtual_tokens)
-    if t.method == "prompt":
-        if t.prefix.prompt_init_text:
-            return peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=t.prefix.num_virtual_tokens,
-                                           prompt_tuning_init="TEXT", prompt_tuning_init_text=t.prefix.prompt_init_text,
-                                           tokenizer_name_or_path=str(base_path))
-        return peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=t.prefix.num_virtual_tokens)
-    raise TrainError(f"train.method={t.method} is not a PEFT method")
-
-
-def _load_qlora_base(cfg: Config, device: torch.device) -> tuple[Any, Any]:
-    from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    from verticalize.models import resolve_base
-
-    path = resolve_base(cfg.model)
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, dtype=torch.bfloat16,
-                                                 device_map={"": device.index or 0},
-                                                 trust_remote_code=cfg.model.trust_remote_code)
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
-    return model, tok
+    method = get_method(cfg.train.method)
+    if not method.peft:
+        raise TrainError(f"train.method={method.name} is not a PEFT method")
+    return method.peft_config(cfg, base_path)
 
 
 def layering(method: str) -> str:
-    return "merged-parents" if method in MERGEABLE_METHODS else "continued"
+    return get_method(method).layering
 
 
 def build_model(cfg: Config, precision: Precision, device: torch.device,
@@ -131,9 +98,10 @@ def build_model(cfg: Config, precision: Precision, device: torch.device,
     from verticalize.models import load_base, resolve_base
 
     t = cfg.train
-    check_method_supported(t, device)
+    method = get_method(t.method)
+    method.check_supported(device)
     parent = parents[-1] if parents else None
-    if t.method == "full":
+    if method.trains_base:
         if parent is not None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
             model = AutoModelForCausalLM.from_pretrained(parent, dtype=precision.base_dtype)
@@ -143,9 +111,8 @@ def build_model(cfg: Config, precision: Precision, device: torch.device,
         model.requires_grad_(True)
     else:
         import peft
-        model, tok = _load_qlora_base(cfg, device) if t.method == "qlora" else load_base(cfg.model,
-                                                                                         dtype=precision.base_dtype)
-        if parent is not None and t.method not in MERGEABLE_METHODS:
+        model, tok = method.load_base(cfg, precision, device)
+        if parent is not None and not method.merges:
             model = peft.PeftModel.from_pretrained(model, parent, is_trainable=True)
         else:
             for p in parents:
@@ -153,7 +120,7 @@ def build_model(cfg: Config, precision: Precision, device: torch.device,
             model = peft.get_peft_model(model, _peft_config(cfg, resolve_base(cfg.model)))
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if t.method != "full" and hasattr(model, "enable_input_require_grads"):
+        if method.peft and hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     model.config.use_cache = False
     if tok.pad_token_id is None:
@@ -183,5 +150,5 @@ def save_trained(model: Any, tokenizer: Any, out_dir: Path, method: str) -> None
     """PEFT format for adapters; a whole safetensors model (+ tokenizer) for full fine-tuning."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
-    if method == "full":
+    if get_method(method).trains_base:
         tokenizer.save_pretrained(out_dir)

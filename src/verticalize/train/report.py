@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from verticalize.artifacts import read_jsonl, write_json, write_jsonl
-
-ADAPTER_META = "verticalize_adapter.json"
+from verticalize.artifacts import ADAPTER_META, RunDir, read_adapters, read_jsonl, write_json, write_jsonl
 
 
 class MetricsLog:
@@ -82,24 +80,8 @@ def read_adapter_meta(adapter_dir: Path) -> dict[str, Any] | None:
 
 
 def list_adapters(run_root: str | Path) -> list[dict[str, Any]]:
-    """Every stage adapter of a run, in training order (parents first), with its recorded metadata."""
-    from verticalize.artifacts import RunDir
-
-    adapters_dir = RunDir(run_root).adapters_dir
-    if not adapters_dir.is_dir():
-        raise FileNotFoundError(f"no adapters in {adapters_dir}: run `verticalize train` first")
-    metas = []
-    for d in sorted(p for p in adapters_dir.iterdir() if p.is_dir()):
-        meta = read_adapter_meta(d)
-        if meta is not None:
-            metas.append({**meta, "path": str(d)})
-    by_name = {m["name"]: m for m in metas}
-
-    def depth(m: dict[str, Any]) -> int:
-        seen, d = set(), 0
-        while m.get("parent") in by_name and m["name"] not in seen:
-            seen.add(m["name"])
-            m, d = by_name[m["parent"]], d + 1
-        return d
-
-    return sorted(metas, key=lambda m: (depth(m), m.get("created", "")))
+    """Every stage adapter of a run, in training order (``artifacts.read_adapters``), with its recorded metadata."""
+    run = RunDir(run_root)
+    if not run.adapters_dir.is_dir():
+        raise FileNotFoundError(f"no adapters in {run.adapters_dir}: run `verticalize train` first")
+    return [{**a.meta, "path": str(a.path)} for a in read_adapters(run)]

@@ -18,13 +18,15 @@ from typing import Any
 
 import torch
 
-from verticalize.artifacts import RunDir, file_fingerprint, fingerprint, write_manifest
+from verticalize.artifacts import ADAPTER_META, RunDir, file_fingerprint, fingerprint, write_manifest
 from verticalize.config import Config
+from verticalize.methods import get as get_method
+from verticalize.plan import DoesNotFitError, check_fits
 from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, TrainError, holdout_split,
                                     load_chat_examples, load_text_examples)
 from verticalize.train.loop import StageRun, StepCallback, run_stage
-from verticalize.train.methods import VIRTUAL_TOKEN_METHODS, build_model, check_method_supported, layering, \
-    n_virtual_tokens, resolve_precision, save_trained
+from verticalize.train.methods import build_model, check_method_supported, layering, n_virtual_tokens, \
+    resolve_precision, save_trained
 from verticalize.train.report import MetricsLog, plot_loss_curve, read_adapter_meta, write_adapter_meta
 
 
@@ -103,11 +105,7 @@ def _load_stage_data(plan: StagePlan, run: RunDir, encoder: ChatEncoder) -> tupl
 
 
 def _check_fits(cfg: Config) -> dict[str, Any] | None:
-    """The planner's memory check, when the plan package provides it; its refusal says what to change."""
-    try:
-        from verticalize.plan import DoesNotFitError, check_fits
-    except ImportError:
-        return None
+    """The planner's memory check; its refusal says what to change."""
     try:
         return check_fits(cfg)
     except DoesNotFitError as e:
@@ -145,10 +143,10 @@ def train(cfg: Config, run: RunDir, resume: bool = False, on_step: StepCallback 
     estimate = _check_fits(cfg)
     acc = _make_accelerator()
     out_dir = run.ensure("train")
-    log = MetricsLog(out_dir / "metrics.jsonl", enabled=acc.is_main_process)
+    log = MetricsLog(run.train_metrics, enabled=acc.is_main_process)
     if acc.is_main_process and not resume:
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        run.train_metrics.unlink(missing_ok=True)
     acc.wait_for_everyone()
 
     summary: dict[str, Any] = {"stages": [], "precision": precision.name, "world_size": acc.num_processes,
@@ -157,11 +155,11 @@ def train(cfg: Config, run: RunDir, resume: bool = False, on_step: StepCallback 
         summary["stages"].append(_train_stage(cfg, run, plan, precision, acc, log, resume, on_step, set_seed))
         acc.free_memory()
     if acc.is_main_process:
-        plot_loss_curve(out_dir / "metrics.jsonl", out_dir / "loss_curve.png")
+        plot_loss_curve(run.train_metrics, out_dir / "loss_curve.png")
         (out_dir / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         write_manifest(out_dir, "train", inputs={p.name: p.data for p in plans}, config=cfg.to_dict(),
                        counts={s["name"]: s["metrics"].get("steps") for s in summary["stages"]},
-                       extra={"summary": summary})
+                       extra={"stages": [p.name for p in plans], "summary": summary})  # read_adapters' order
     acc.wait_for_everyone()
     return summary
 
@@ -178,15 +176,15 @@ def _validation_sample(val: list[Any], limit: int | None) -> list[Any]:
 
 def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc: Any, log: MetricsLog,
                  resume: bool, on_step: StepCallback | None, set_seed: Any) -> dict[str, Any]:
-    adapter_dir = run.adapters_dir / plan.name
+    adapter_dir = run.adapter_dir(plan.name)
     fp = _stage_fingerprint(cfg, plan, run)
     done = read_adapter_meta(adapter_dir)
     if resume and done and done.get("complete") and done.get("fingerprint") == fp:
         return done
     set_seed(cfg.project.seed)
-    parents = [run.adapters_dir / name for name in plan.ancestors]
+    parents = [run.adapter_dir(name) for name in plan.ancestors]
     for p in parents:
-        if not (p / "verticalize_adapter.json").is_file():
+        if not (p / ADAPTER_META).is_file():
             raise TrainError(f"stage '{plan.name}' builds on '{p.name}', whose adapter is missing in {p}")
     model, tok, counts = build_model(cfg, precision, acc.device, parents=parents)
     encoder = ChatEncoder(tok, cfg.project.system_prompt, cfg.model.max_seq_len, cfg.train.assistant_only_loss)
@@ -198,7 +196,7 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
               f"validation examples; precision {precision.name}; {acc.num_processes} process(es)")
     stage = StageRun(name=plan.name, train=train_ex, val=_validation_sample(val_ex, cfg.train.max_val_examples), epochs=plan.epochs,
                      learning_rate=plan.learning_rate,
-                     packing=cfg.train.packing and cfg.train.method not in VIRTUAL_TOKEN_METHODS,
+                     packing=cfg.train.packing and get_method(cfg.train.method).packs,
                      n_virtual=n_virtual_tokens(model), pad_id=tok.pad_token_id,
                      ckpt_dir=run.stage("train") / "checkpoints" / plan.name, log=log, fingerprint=fp,
                      resume=resume, on_step=on_step)
@@ -212,9 +210,9 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
     if acc.is_main_process:
         shutil.rmtree(adapter_dir, ignore_errors=True)
         save_trained(acc.unwrap_model(model), tok, adapter_dir, cfg.train.method)
-        labels = run.stage("data") / "labels.json"
+        labels = run.labels
         if plan.task == "classification" and labels.is_file():
-            shutil.copy(labels, adapter_dir / "labels.json")
+            shutil.copy(labels, adapter_dir / labels.name)
             meta["labels"] = json.loads(labels.read_text(encoding="utf-8"))
         (adapter_dir / "verticalize_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         write_adapter_meta(adapter_dir, meta)

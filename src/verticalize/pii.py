@@ -11,6 +11,8 @@ Kinds (config ``ingest.pii.kinds``) and their placeholders:
 Checksums keep ordinary numbers (amounts, dates, article numbers, order numbers) from being taken for PII: an
 18-digit number with a wrong ID check digit is not an ID card. Detectors run in a fixed order on the already
 redacted text, so a number is claimed once (an ID card is never counted again as a bank card).
+
+Stage-neutral: ingest redacts documents with it, serve redacts logged queries and answers with the same rules.
 """
 
 from __future__ import annotations

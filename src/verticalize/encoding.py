@@ -4,6 +4,8 @@ Order matters: a BOM is certain; strict UTF-8 almost never decodes a legacy file
 shows itself by NUL bytes on one parity (ASCII characters such as newlines and digits); only then is
 charset-normalizer asked to tell GB18030/GBK, Big5, Shift-JIS and the rest apart. Anything with NUL bytes that is
 not UTF-16, or that decodes to control characters, is binary.
+
+Stage-neutral: ingest reads documents with it, the data stage reads seed and test files with it.
 """
 
 from __future__ import annotations
