@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from verticalize.answering import PromptStyle, focus, is_refusal  # noqa: E402
-from verticalize.artifacts import library_versions, read_jsonl, write_json  # noqa: E402
+from verticalize.artifacts import RunDir, library_versions, read_jsonl, write_json  # noqa: E402
 from verticalize.config import load_config  # noqa: E402
 from verticalize.evaluate.metrics import exact_match, token_f1  # noqa: E402
 from verticalize.pipeline import run_pipeline  # noqa: E402
@@ -163,7 +163,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     ladder = result.ladder or {}
     rungs = {}
     for rung in ladder.get("rungs", {}):
-        rows = list(read_jsonl(result.run_dir / "eval" / f"predictions_{rung}.jsonl"))
+        rows = list(read_jsonl(RunDir(result.run_dir).predictions(rung)))
         by_id = {r["id"]: r for r in rows}
         preds = [by_id[q["id"]]["prediction"] for q in questions]
         m = ladder["rungs"][rung]
@@ -176,7 +176,7 @@ def run_set(name: str, args: argparse.Namespace) -> dict[str, Any]:
     naive_preds = naive_rag(squad, questions, cfg.model)
     naive = {**score(naive_preds, questions), "seconds": round(time.perf_counter() - t1, 1), "settings": NAIVE}
     stages = {s.name: {"status": s.status, "seconds": round(s.seconds, 1)} for s in result.stages}
-    data_manifest = json.loads((result.run_dir / "data" / "manifest.json").read_text(encoding="utf-8"))
+    data_manifest = json.loads(RunDir(result.run_dir).manifest("data").read_text(encoding="utf-8"))
     return {"documents": docs, "questions": len(questions), "naive": naive, "rungs": rungs,
             "retrieval": ladder.get("retrieval"), "stages": stages, "pipeline_seconds": round(pipeline_s, 1),
             "overrides": overrides, "data_counts": data_manifest.get("counts", {}).get("by_generator"),

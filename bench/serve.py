@@ -68,8 +68,9 @@ def chat(prompt: str) -> list[dict[str, str]]:
 
 # --------------------------------------------------------------------------------------------- set-up
 def prepare(work: Path) -> dict:
+    from verticalize.artifacts import RunDir
     from verticalize.config import load_config
-    from verticalize.export.gguf import export_gguf
+    from verticalize.export.gguf import GGUF_NAME, export_gguf
     from verticalize.models import embedded_gguf_path, resolve_base
 
     from peft import LoraConfig, get_peft_model
@@ -77,17 +78,18 @@ def prepare(work: Path) -> dict:
 
     cfg = load_config(None, [f"project.run_dir={work}"])
     base_dir = resolve_base(cfg.model)
-    adapter = work / "train" / "adapters" / "task"
+    run = RunDir(work)
+    adapter = run.adapter_dir("task")
     if not (adapter / "adapter_config.json").is_file():
         model = AutoModelForCausalLM.from_pretrained(base_dir)
         get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"])).save_pretrained(
             adapter)
-        (adapter / "verticalize_adapter.json").write_text(json.dumps({"name": "task", "method": "lora"}))
-    gguf = work / "export" / "gguf" / "task" / "model.gguf"
+        run.adapter_meta("task").write_text(json.dumps({"name": "task", "method": "lora"}))
+    gguf = run.export_dir("gguf") / "task" / GGUF_NAME
     check = None
     if not gguf.is_file():
         check = export_gguf(cfg.model, adapter, gguf.parent, "f16", name="task")
-    (work / "config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
+    run.config_file.write_text(cfg.to_yaml(), encoding="utf-8")
     return {"base_dir": str(base_dir), "adapter": str(adapter), "gguf_f16": str(gguf),
             "gguf_q4_1": str(embedded_gguf_path()), "export_check": check}
 
@@ -128,10 +130,10 @@ def bench_in_process(work: Path, threads: int) -> dict:
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
     from verticalize.serve import build_engine
-    from verticalize.engine import GenerationRequest
+    from verticalize.engine_api import GenerationRequest
 
     torch.set_num_threads(threads)
-    cfg = load_config(work / "config.yaml", [f"project.run_dir={work}"])
+    cfg = load_config(RunDir(work).config_file, [f"project.run_dir={work}"])
     engine = build_engine(cfg, RunDir(work))
     engine.generate(GenerationRequest(model="task", messages=chat(SHORT_PROMPTS[0]), max_tokens=2, temperature=0))
 
@@ -245,10 +247,10 @@ def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int, gguf:
     from verticalize.artifacts import RunDir
     from verticalize.config import load_config
     from verticalize.serve import build_engine, build_gateway, create_app
-    from verticalize.engine import GenerationRequest
+    from verticalize.engine_api import GenerationRequest
 
     torch.set_num_threads(threads)
-    cfg = load_config(work / "config.yaml", [f"project.run_dir={work}", f"serve.engine={engine_name}",
+    cfg = load_config(RunDir(work).config_file, [f"project.run_dir={work}", f"serve.engine={engine_name}",
                                              f"serve.llamacpp_threads={threads}"])
     engine = build_engine(cfg, RunDir(work))
     raw = Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from verticalize.text import detect_lang, is_cjk, tokens_for_match
+from verticalize.text import HAN_RANGES, detect_lang, is_cjk, tokens_for_match
 
 DEFAULT_REFUSAL = {"en": "The documents do not contain the answer.", "zh": "资料中没有答案。"}
 # Refusals a base model words its own way; the configured phrases are matched on top of these.
@@ -89,11 +89,14 @@ _STOP = {"the", "a", "an", "of", "in", "on", "to", "and", "or", "is", "was", "we
          "哪", "谁", "多", "少", "几", "吗", "呢", "有", "为"}
 
 
+_HAN_CHAR = re.compile(f"[{HAN_RANGES}]")
+
+
 def estimated_tokens(text: str) -> float:
     """A tokenizer-free length estimate (a Han character ~1.5 tokens of a Latin-centred vocabulary, ~4 other
     characters per token): passages are budgeted with it where no tokenizer is loaded (the data stage)."""
-    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
-    return cjk * 1.5 + (len(text) - cjk) / 4
+    han = len(_HAN_CHAR.findall(text))
+    return han * 1.5 + (len(text) - han) / 4
 
 
 def sentences(text: str) -> list[str]:

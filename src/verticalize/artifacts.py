@@ -257,48 +257,61 @@ def read_adapters(run: "RunDir | str | Path") -> list[TrainedAdapter]:
         return []
     metas: dict[str, tuple[Path, dict[str, Any]]] = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        meta_path = d / ADAPTER_META
-        if not meta_path.is_file():
-            raise AdapterMetadataError(f"{meta_path} is missing: {d} is not a stage adapter written by `verticalize "
-                                       "train`; train again or remove the directory")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise AdapterMetadataError(f"{meta_path} cannot be read ({e}); train again or remove {d}") from None
-        if not isinstance(meta, dict):
-            raise AdapterMetadataError(f"{meta_path} is not a JSON object; train again or remove {d}")
-        if meta.get("complete") is False:  # an interrupted stage is not a result
-            continue
-        if meta.get("method") != "full" and not (d / "adapter_config.json").is_file():
-            raise AdapterMetadataError(f"{meta_path} describes a PEFT adapter, but {d} has no adapter_config.json; "
-                                       "train again or remove the directory")
-        metas[d.name] = (meta_path, meta)
-
-    def chain(name: str) -> list[str]:  # ancestors, root first
-        out: list[str] = []
-        meta_path, meta = metas[name]
-        parent = meta.get("parent")
-        while parent:
-            if parent not in metas:
-                raise AdapterMetadataError(f"{meta_path} names parent stage '{parent}', which has no complete "
-                                           f"adapter under {root}; train again")
-            if parent == name or parent in out:
-                raise AdapterMetadataError(f"{meta_path}: the lineage of '{name}' loops at '{parent}'")
-            out.insert(0, parent)
-            parent = metas[parent][1].get("parent")
-        return out
-
-    chains = {name: chain(name) for name in metas}
+        meta = _read_adapter_meta(d)
+        if meta is not None:
+            metas[d.name] = (d / ADAPTER_META, meta)
+    chains = {name: _ancestors(name, metas, root) for name in metas}
     order = _train_stage_order(run)
     ranked = sorted(metas, key=lambda n: (order.index(n) if n in order else -1, len(chains[n]),
                                           str(metas[n][1].get("created", "")), n))
-    is_full = {n: metas[n][1].get("method") == "full" for n in metas}
-    finals = {kind[-1] for kind in ([n for n in ranked if not is_full[n]], [n for n in ranked if is_full[n]]) if kind}
+    finals = _final_names(ranked, {n: meta for n, (_, meta) in metas.items()})
     built: dict[str, TrainedAdapter] = {}
     for name in sorted(metas, key=lambda n: len(chains[n])):  # parents before children
         built[name] = TrainedAdapter(name, metas[name][0].parent, metas[name][1],
                                      tuple(built[a] for a in chains[name]), final=name in finals)
     return [built[n] for n in ranked]
+
+
+def _read_adapter_meta(d: Path) -> dict[str, Any] | None:
+    """The metadata of the stage adapter in ``d``; None for an interrupted stage (``"complete": false``)."""
+    meta_path = d / ADAPTER_META
+    if not meta_path.is_file():
+        raise AdapterMetadataError(f"{meta_path} is missing: {d} is not a stage adapter written by `verticalize "
+                                   "train`; train again or remove the directory")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise AdapterMetadataError(f"{meta_path} cannot be read ({e}); train again or remove {d}") from None
+    if not isinstance(meta, dict):
+        raise AdapterMetadataError(f"{meta_path} is not a JSON object; train again or remove {d}")
+    if meta.get("complete") is False:  # an interrupted stage is not a result
+        return None
+    if meta.get("method") != "full" and not (d / "adapter_config.json").is_file():
+        raise AdapterMetadataError(f"{meta_path} describes a PEFT adapter, but {d} has no adapter_config.json; "
+                                   "train again or remove the directory")
+    return meta
+
+
+def _ancestors(name: str, metas: dict[str, tuple[Path, dict[str, Any]]], root: Path) -> list[str]:
+    """The stages ``name`` was trained on, root first, following ``parent``; a missing parent or a loop raises."""
+    out: list[str] = []
+    meta_path, meta = metas[name]
+    parent = meta.get("parent")
+    while parent:
+        if parent not in metas:
+            raise AdapterMetadataError(f"{meta_path} names parent stage '{parent}', which has no complete "
+                                       f"adapter under {root}; train again")
+        if parent == name or parent in out:
+            raise AdapterMetadataError(f"{meta_path}: the lineage of '{name}' loops at '{parent}'")
+        out.insert(0, parent)
+        parent = metas[parent][1].get("parent")
+    return out
+
+
+def _final_names(ranked: list[str], metas: dict[str, dict[str, Any]]) -> set[str]:
+    """The last PEFT adapter and the last full fine-tune of ``ranked`` (training order), those that exist."""
+    is_full = {n: metas[n].get("method") == "full" for n in ranked}
+    return {kind[-1] for kind in ([n for n in ranked if not is_full[n]], [n for n in ranked if is_full[n]]) if kind}
 
 
 def final_adapter(adapters: Iterable[TrainedAdapter], *, full: bool = False) -> TrainedAdapter | None:

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.engine import GenerationResult, TokenClock, _StopOnText
+from verticalize.engine_api import GenerationResult, StopOnText, TokenClock
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -147,7 +147,7 @@ class BatchScheduler:
         width = max(len(j.ids) for j in batch)
         input_ids = torch.tensor([[pad] * (width - len(j.ids)) + j.ids for j in batch])
         attention = torch.tensor([[0] * (width - len(j.ids)) + [1] * len(j.ids) for j in batch])
-        cutters = [_StopOnText(j.req.stop or [], j.on_text) for j in batch]
+        cutters = [StopOnText(j.req.stop or [], j.on_text) for j in batch]
         eos = self.engine.eos_ids()
         streamer = _RowStreamer(tok, cutters, eos, [j.req.max_tokens for j in batch])
         req = batch[0].req

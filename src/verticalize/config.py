@@ -141,7 +141,7 @@ class ContextConfig(Section):
     enabled: bool = Field(True, description="Train the way the model is asked with retrieval (RAFT): each pair "
                                             "gets passages from the knowledge base in the serving prompt format.")
     distractors: int = Field(2, ge=0, description="Retrieved non-answer passages shown beside the source chunk.")
-    oracle_share: float = Field(0.8, ge=0, le=1, description="Share of context examples that show the source "
+    oracle_share: float = Field(0.9, ge=0, le=1, description="Share of context examples that show the source "
                                                              "chunk; the rest show distractors only and are "
                                                              "answered with project.refusal.")
     closed_book_share: float = Field(0.2, ge=0, le=1, description="Share of pairs also kept without passages, "

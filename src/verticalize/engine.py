@@ -3,53 +3,25 @@
 `EmbeddedEngine` runs Transformers + PEFT in-process with every adapter of a run loaded at once: one base model in
 memory; requests that arrive together are generated together (batching.py), rows for different LoRA
 adapters in one forward pass through PEFT's mixed-adapter batches, the base model as PEFT's `__base__` row.
+The request and result types, the `Engine` interface and the streaming helpers live in engine_api.py (imported
+by batching.py and the served engines too) and are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from verticalize.artifacts import ADAPTER_META, RunDir, read_adapters
+from verticalize.batching import BatchScheduler
+from verticalize.engine_api import Engine, GenerationRequest, GenerationResult, StopOnText, TokenClock
+from verticalize.models import load_base
 
 BASE_MODEL_ALIAS = "base"
 
-
-@dataclass
-class GenerationRequest:
-    model: str                       # an adapter name, or the base model's served name
-    messages: list[dict[str, str]] | None = None   # chat form (rendered with the chat template)
-    prompt: str | None = None        # raw completion form
-    max_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop: list[str] | None = None
-    seed: int | None = None
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str               # "stop" | "length"
-    time_to_first_token: float | None = None
-    inter_token_latencies: list[float] = field(default_factory=list)
-
-
-class Engine(Protocol):
-    base_name: str
-
-    def model_names(self) -> list[str]: ...
-
-    def count_prompt_tokens(self, req: GenerationRequest) -> int: ...
-
-    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
-        """Generate; ``on_text`` receives text pieces as they are decoded (streaming)."""
-        ...
+__all__ = ["BASE_MODEL_ALIAS", "EmbeddedEngine", "Engine", "GenerationRequest", "GenerationResult", "StopOnText",
+           "TokenClock", "adapter_info", "layered_stacks"]
 
 
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
@@ -82,62 +54,11 @@ def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:
     return stacks
 
 
-class TokenClock:
-    """Time to first token and the gaps between tokens, as every engine reports them."""
-
-    def __init__(self, started: float | None = None):
-        self.started = started if started is not None else time.perf_counter()
-        self.first: float | None = None  # seconds from start to the first token
-        self.gaps: list[float] = []
-        self._last = self.started
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = now - self.started
-        else:
-            self.gaps.append(now - self._last)
-        self._last = now
-
-
-class _StopOnText:
-    """Cuts the output at the first stop string; emits only text that can no longer become a stop string."""
-
-    def __init__(self, stops: list[str], sink: Callable[[str], None] | None):
-        self.stops = stops
-        self.sink = sink
-        self.text = ""
-        self.emitted = 0
-        self.stopped = False
-
-    def feed(self, piece: str) -> None:
-        if self.stopped:
-            return
-        self.text += piece
-        for s in self.stops:
-            idx = self.text.find(s)
-            if idx >= 0:
-                self.text = self.text[:idx]
-                self.stopped = True
-        hold = 0 if self.stopped else max((len(s) - 1 for s in self.stops), default=0)
-        ready = len(self.text) - hold
-        if self.sink and ready > self.emitted:
-            self.sink(self.text[self.emitted:ready])
-            self.emitted = ready
-
-    def finish(self) -> None:
-        if self.sink and len(self.text) > self.emitted:
-            self.sink(self.text[self.emitted:])
-            self.emitted = len(self.text)
-
-
 class EmbeddedEngine:
     """Transformers + PEFT in-process; requests are batched by `BatchScheduler` (one worker owns the model)."""
 
     def __init__(self, model: Any, tokenizer: Any, base_name: str, adapters: dict[str, Path] | None = None,
                  max_batch: int = 8, batch_window_s: float = 0.01):
-        from verticalize.batching import BatchScheduler
-
         self.model = model
         self.tokenizer = tokenizer
         self.base_name = base_name
@@ -154,8 +75,6 @@ class EmbeddedEngine:
                  **batching: Any) -> "EmbeddedEngine":
         """The base with every PEFT adapter of the run loaded, each served by its stage name (a full fine-tune
         is a model of its own and is not loaded here)."""
-        from verticalize.models import load_base
-
         adapters = {a.name: a.path for a in read_adapters(run) if not a.is_full}
         model, tokenizer = load_base(model_cfg)
         return cls(model, tokenizer, base_name or Path(model_cfg.base).name, adapters, **batching)

@@ -22,8 +22,10 @@ import hashlib
 import re
 import unicodedata
 import zlib
+from typing import TYPE_CHECKING
 
-from datasketch import MinHash, MinHashLSH
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 __all__ = ["normalize", "is_cjk", "detect_lang", "tokens_for_match", "exact_key", "NearDuplicateIndex",
            "normalize_answer", "answer_key",
@@ -167,6 +169,8 @@ class NearDuplicateIndex:
     def __init__(self, threshold: float = 0.85, num_perm: int = 128, ngram: int = 5, seed: int = 1):
         if not 0 < threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        from datasketch import MinHash, MinHashLSH  # imported on first use: importing verticalize.text stays cheap
+
         self.threshold = threshold
         self.num_perm = num_perm
         self.ngram = ngram
@@ -187,6 +191,8 @@ class NearDuplicateIndex:
     def minhash(self, text: str) -> MinHash:
         # UTF-32 gives every character 4 bytes, so an n-character shingle is a plain byte slice (no per-shingle
         # encoding); crc32 is a stable (unlike hash()) and fast shingle hash, the permutations add the randomness.
+        from datasketch import MinHash
+
         data = _compact(text).encode("utf-32-le")
         width, chars = 4 * self.ngram, len(data) // 4
         shingles = {data[i:i + width] for i in range(0, max(1, chars - self.ngram + 1) * 4, 4)}
@@ -196,6 +202,8 @@ class NearDuplicateIndex:
         return mh
 
     def _as_minhash(self, text: str | MinHash) -> MinHash:
+        from datasketch import MinHash
+
         return text if isinstance(text, MinHash) else self.minhash(text)
 
     def query(self, text: str | MinHash) -> list[str]:

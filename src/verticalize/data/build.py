@@ -19,16 +19,22 @@ from __future__ import annotations
 
 from collections import Counter
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 from verticalize.artifacts import RunDir, file_fingerprint, read_jsonl, write_json, write_jsonl, write_manifest
 from verticalize.config import Config, ConfigError
+from verticalize.data.augment import augment
+from verticalize.data.balance import cap_kind_shares
+from verticalize.data.context import contextualise
 from verticalize.data.dedup import decontaminate, dedup_examples
+from verticalize.data.generators import make_generators
+from verticalize.data.grounding import grounding_filter
 from verticalize.data.schema import SPLITS, kind_of, problem_with
 from verticalize.data.seed_import import ImportReport, import_seed_files, seed_files
 from verticalize.data.splits import overlap_report, split_examples
 from verticalize.data.testset import load_test_set
+from verticalize.kb import open_kb
+from verticalize.openai_client import TeacherClient
 
 _GEN_BATCH = 32  # chunks handed to a generator at once: progress granularity vs. teacher concurrency
 
@@ -57,10 +63,6 @@ def distil(chunks: list[dict[str, Any]], cfg: Config, bar: Any = None,
 
     ``generators`` defaults to the ones ``data.generator`` names.
     """
-    from verticalize.data.balance import cap_kind_shares
-    from verticalize.data.generators import make_generators
-    from verticalize.data.grounding import grounding_filter
-
     generated: list[dict[str, Any]] = []
     by_generator: Counter = Counter()
     malformed: Counter = Counter()
@@ -105,8 +107,6 @@ def _teacher_for_augmentation(cfg: Config) -> Any:
     aug = cfg.data.augment
     if not (aug.back_translation or aug.paraphrase):
         return None
-    from verticalize.data.teacher import TeacherClient
-
     return TeacherClient.from_config(cfg.data.teacher)
 
 
@@ -119,8 +119,6 @@ def _step(bar: Any, description: str, total: int) -> Any:
 
 
 def _augment_train(train: list[dict], cfg: Config, bar: Any = None) -> tuple[list[dict], dict[str, Any]]:
-    from verticalize.data.augment import augment
-
     teacher = _teacher_for_augmentation(cfg)
     try:
         new, counts = augment(train, cfg.data.augment, teacher=teacher, seed=cfg.project.seed)
@@ -206,8 +204,8 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         raise DataBuildError("the training split is empty after filtering (see the drop counts: "
                              f"{dict(drops) or 'none'}, dedup {dict(dedup_counts)}); add documents or seed data")
     for split in SPLITS:
-        write_jsonl(out_dir / f"{split}.jsonl", splits[split])
-    labels = _write_labels(out_dir, splits, cfg.data.labels)
+        write_jsonl(run.dataset_split(split), splits[split])
+    labels = _write_labels(run, splits, cfg.data.labels)
     counts = {
         **_composition(splits), "groups": result.groups, "chunks": len(chunks), "seed_imported": len(seed),
         "filter_drops": dict(drops), "dedup": dict(dedup_counts), "augmentation": augment_report,
@@ -231,11 +229,8 @@ def _add_context_forms(splits: dict[str, list[dict]], chunks: list[dict[str, Any
     Needs the knowledge base (built before this stage from the same chunks); the test split is never changed."""
     if not cfg.data.context.enabled or task != "qa":
         return {"skipped": "data.context.enabled is off" if task == "qa" else "classification task"}
-    if not chunks or not (run.kb_dir / "manifest.json").is_file():
+    if not chunks or not run.manifest("kb").is_file():
         return {"skipped": f"no knowledge base at {run.kb_dir} (build it before the dataset)"}
-    from verticalize.data.context import contextualise
-    from verticalize.kb import open_kb
-
     kb = open_kb(run.kb_dir)
     by_id = {c["id"]: c for c in chunks}
     report: dict[str, Any] = {}
@@ -265,13 +260,13 @@ def _composition(splits: dict[str, list[dict]]) -> dict[str, Any]:
             "by_generator": dict(Counter(str(e["meta"].get("generator")) for e in every).most_common())}
 
 
-def _write_labels(out_dir: Path, splits: dict[str, list[dict]], configured: list[str]) -> list[str]:
+def _write_labels(run: RunDir, splits: dict[str, list[dict]], configured: list[str]) -> list[str]:
     """labels.json when there is classification data:
     {"labels": [...], "counts": {label: n}, "by_split": {split: {label: n}}}."""
     by_split = {s: Counter(e["meta"].get("label") for e in splits[s] if e["meta"].get("task") == "classification")
                 for s in SPLITS}
     counts = sum(by_split.values(), Counter())
-    path = out_dir / "labels.json"
+    path = run.labels
     if not counts:
         path.unlink(missing_ok=True)
         return []

@@ -16,7 +16,7 @@ import re
 from types import ModuleType
 
 from verticalize.data import rules_en, rules_zh
-from verticalize.data.generators import ChunkPairGenerator
+from verticalize.data.generator_base import ChunkPairGenerator
 from verticalize.data.rules_base import LIST_MARKER, SENTENCE_END, Candidate, ListBlock, marker_family
 from verticalize.text import is_cjk, normalize
 

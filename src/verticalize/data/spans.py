@@ -24,22 +24,18 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from verticalize.data.generators import ChunkPairGenerator
+from verticalize.data import spans_en, spans_zh
+from verticalize.data.generator_base import ChunkPairGenerator
 from verticalize.data.rules import read_structure
 from verticalize.data.rules_base import LIST_MARKER
+from verticalize.data.spans_base import (LONG_SENTENCE_CJK, LONG_SENTENCE_WORDS, MAX_A_CJK, MAX_A_WORDS, MAX_Q_CJK,
+                                         MAX_Q_WORDS, MAX_VERBATIM_SHARE, MIN_Q_CJK, MIN_Q_WORDS, WORD, Context,
+                                         SpanPair, cjk_length, word_count)
 from verticalize.text import is_cjk, normalize
 
 KINDS = ("definition", "person", "org", "place", "date", "year", "number", "term", "name", "condition", "cause")
-
-MAX_Q_WORDS, MIN_Q_WORDS = 25, 4
-MAX_Q_CJK, MIN_Q_CJK = 40, 6
-MAX_A_WORDS, MAX_A_CJK = 12, 20
-# A question built from a long sentence must be a short clause of it, not the sentence with one span swapped.
-LONG_SENTENCE_WORDS, LONG_SENTENCE_CJK = 20, 30
-MAX_VERBATIM_SHARE = 0.75
 
 # Debris of layout and references: bullets, pipes, citation markers, statistics, links.
 _DEBRIS = re.compile(r"[▪■□◆◇●•|\t]|\b(?:CI|OR|HR|RR|IQR|SD|SE|aOR|aHR)\b\s*[:=]?\s*\d|\b(?:p|P|n|N)\s*[=<>≤≥]|"
@@ -47,42 +43,11 @@ _DEBRIS = re.compile(r"[▪■□◆◇●•|\t]|\b(?:CI|OR|HR|RR|IQR|SD|SE|aOR
                      r"\[\d+(?:[,–-]\d+)*\]|\d\s*[-–]\s*\d+(?:\.\d+)?\s*\)|\bCI\b")
 _LIST_NUMBERING = re.compile(r"^\s*(?:\d{1,3}\s*[.、)）:：]|[（(]\s*\d{1,3}\s*[)）]|[一二三四五六七八九十]{1,3}\s*[、.]|"
                              r"[a-zA-Z]\s*[.)]\s)")
-_WORD = re.compile(r"[A-Za-z0-9][\w'’.-]*")
 _GENERIC_TITLES = {
     "introduction", "background", "methods", "materials and methods", "results", "discussion", "conclusion",
     "conclusions", "abstract", "summary", "references", "history", "overview", "contents", "appendix", "index",
     "readme", "document", "untitled", "notes", "preface", "acknowledgements", "acknowledgments",
     "引言", "摘要", "背景", "方法", "结果", "讨论", "结论", "参考文献", "概述", "简介", "历史", "目录", "附录", "前言", "说明"}
-
-
-@dataclass(frozen=True)
-class SpanPair:
-    """A proposed pair: ``kind`` becomes ``spans:<kind>``; ``sentence`` is the sentence it was read from."""
-
-    kind: str
-    question: str
-    answer: str
-    sentence: str
-
-
-@dataclass
-class Context:
-    """What a language module needs beyond the sentence: the document title (usable as a subject, or ""), the
-    named subject of the previous sentence (what a pronoun most likely refers to; None after a sentence whose
-    subject was a generic noun phrase: the title is the fallback then), the chunk's text, the words it writes
-    in lower case and the capitalised words it writes inside a sentence (names, not sentence starts)."""
-
-    title: str
-    text: str
-    referent: str | None = None
-    lowercase_words: frozenset[str] = field(default_factory=frozenset)
-    proper_words: frozenset[str] = field(default_factory=frozenset)
-    actor: str = ""  # a generic subject a pronoun may stand for ("The court … It held …")
-
-    def antecedent(self) -> str:
-        """What a pronoun (or a missing subject) at the start of the current sentence stands for: the previous
-        sentence's named subject, else the document title ("" when neither is known)."""
-        return self.referent or self.title
 
 
 class SpanGenerator(ChunkPairGenerator):
@@ -129,8 +94,6 @@ class SpanGenerator(ChunkPairGenerator):
 
     def candidates(self, chunk: dict) -> list[SpanPair]:
         """Every acceptable pair the chunk's sentences give, in reading order (rejections are counted)."""
-        from verticalize.data import spans_en, spans_zh
-
         text = chunk.get("text") or ""
         sentences, _, _ = read_structure(text, first_may_be_cut=(chunk.get("start") or 0) > 0)
         ctx = Context(title=document_title(chunk), text=text,
@@ -154,15 +117,6 @@ class SpanGenerator(ChunkPairGenerator):
 # ---------------------------------------------------------------------------------------------- checks
 def _is_zh(text: str) -> bool:
     return any(is_cjk(ch) for ch in text)
-
-
-def cjk_length(text: str) -> int:
-    """Length of a Chinese text for the limits: CJK characters plus Latin words and numbers (one each)."""
-    return sum(1 for ch in text if is_cjk(ch)) + len(_WORD.findall(text))
-
-
-def word_count(text: str) -> int:
-    return len(_WORD.findall(text))
 
 
 def rejection(pair: SpanPair, chunk_text: str) -> str | None:
@@ -202,8 +156,8 @@ def _verbatim_share(question: str, sentence: str, zh: bool) -> float:
     """Share of the sentence's tokens that the question repeats (bag of tokens; CJK characters one each)."""
     def tokens(text: str) -> list[str]:
         if zh:
-            return [ch for ch in text if is_cjk(ch)] + [w.lower() for w in _WORD.findall(text)]
-        return [w.lower() for w in _WORD.findall(text)]
+            return [ch for ch in text if is_cjk(ch)] + [w.lower() for w in WORD.findall(text)]
+        return [w.lower() for w in WORD.findall(text)]
 
     sent = Counter(tokens(sentence))
     if not sent:

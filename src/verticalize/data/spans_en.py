@@ -19,10 +19,10 @@ when the verb's base form is known ("In what year did William conquer England?")
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from verticalize.data.rules_base import strip_end
-from verticalize.data.spans import MAX_A_WORDS, Context, SpanPair
+from verticalize.data.spans_base import MAX_A_WORDS, Context, SpanPair
 
 # ---------------------------------------------------------------------------------------------- lexicon
 _AUX = {"is", "are", "was", "were", "has", "have", "had", "can", "could", "will", "would", "shall", "should", "may",
@@ -445,14 +445,27 @@ def _classify(seg: str) -> _Segment:
     return _Segment(core, kind, conj, words, vi)
 
 
+@dataclass
+class _ClauseReading:
+    """What ``_read_clauses`` has read of a sentence's segments so far."""
+
+    clauses: list[_Clause] = field(default_factory=list)
+    definitions: list[tuple[str, str]] = field(default_factory=list)
+    intro: list[str] = field(default_factory=list)
+    pending_np: str = ""            # a subject waiting for its verb ("Normandy, a region in France, was …")
+    sentence_subject: str = ""
+
+    def intro_text(self) -> str:
+        """The leading phrases, for the first clause only."""
+        return ", ".join(self.intro) if not self.clauses else ""
+
+
 def _read_clauses(segments: list[str], ctx: Context
                   ) -> tuple[list[_Clause], list[tuple[str, str]], tuple[str, str] | None]:
-    clauses: list[_Clause] = []
-    definitions: list[tuple[str, str]] = []
+    """A sentence's segments read as (main clauses, definitions from its appositives, the pair of a leading
+    condition or None)."""
+    r = _ClauseReading()
     condition: tuple[str, str] | None = None
-    intro: list[str] = []
-    pending_np = ""            # a subject waiting for its verb ("Normandy, a region in France, was …")
-    sentence_subject = ""
     past = any(re.search(r"\b(?:was|were|had|did)\b|\b[a-z]{3,}ed\b", s) for s in segments)
     classified = [_classify(s) for s in segments]
     for i, seg in enumerate(classified):
@@ -466,58 +479,71 @@ def _read_clauses(segments: list[str], ctx: Context
             if m:
                 condition = _condition_pair(m, segments[1], ctx)
                 continue
-        if seg.kind == "sub":
-            continue
         if seg.kind == "rel":
-            first = seg.words[0].group(0).lower()
-            body = seg.text[seg.words[1].start():] if len(seg.words) > 1 else ""
-            bwords = _words(body)
-            if first in ("who", "which") and prev_name and bwords and _verb_index(bwords) == 0:
-                name = f"the {prev_name}" if re.search(rf"\bthe\s+{re.escape(prev_name)}$", segments[i - 1]) \
-                    else prev_name
-                clauses.append(_Clause("", name, _cut_relative(body), True, _is_topic(prev_name, ctx)))
-            continue
-        if seg.kind == "pp":
-            if not clauses and not pending_np:
-                intro.append(seg.text)
-            elif clauses and not pending_np and len(seg.words) <= 6 and seg.words[0].group(0).lower() in _PREPOSITIONS:
-                last = clauses[-1]
-                clauses[-1] = _Clause(last.intro, last.subject, f"{last.rest}, {seg.text}", last.named, last.topic)
-            continue
-        if seg.kind == "np":
-            appositive = not seg.conj and _appositive(seg.text, prev_name,
-                                                      classified[i + 1] if i + 1 < len(classified) else None)
-            if appositive:
-                definitions.append(_appositive_pair(prev_name, seg.text, past, ctx))
-                continue
-            if (prev_name or pending_np and _CAPSEQ_FULL.fullmatch(seg.text)) and len(seg.words) <= 4 \
-                    and not seg.conj:
-                if pending_np and not prev_name and ctx.title and _head_word(pending_np).lower() in _PERSON_ACTORS \
-                        and _is_person_name(seg.text):
-                    # "The claimant, Mr John Smith, …" → "Who was the claimant in Smith v Jones?"
-                    definitions.append((f"Who {'was' if past else 'is'} {_mid(pending_np, ctx)} in {ctx.title}?",
-                                        seg.text))
-                continue  # "Bohemond, Robert's son, …", "their duke, William the Conqueror, …": appositives
-            pending_np = seg.text
-            continue
-        if seg.kind == "vp":
-            if pending_np:
-                clause = _main_clause(f"{pending_np} {seg.text}", ctx, sentence_subject=sentence_subject,
-                                      intro=", ".join(intro) if not clauses else "")
-                pending_np = ""
-            elif seg.conj and clauses:
-                clause = _Clause("", clauses[-1].subject, _cut_relative(seg.text), clauses[-1].named,
-                                 clauses[-1].topic)
-            else:
-                clause = None
-        else:  # a clause with its own subject
-            clause = _main_clause(seg.text, ctx, intro=", ".join(intro) if not clauses else "",
-                                  sentence_subject=sentence_subject)
-            pending_np = ""
-        if clause:
-            clauses.append(clause)
-            sentence_subject = sentence_subject or clause.subject
-    return clauses, definitions, condition
+            _read_relative(r, seg, prev_name, segments[i - 1] if i else "", ctx)
+        elif seg.kind == "pp":
+            _read_phrase(r, seg)
+        elif seg.kind == "np":
+            _read_noun_phrase(r, seg, prev_name, classified[i + 1] if i + 1 < len(classified) else None, past, ctx)
+        elif seg.kind != "sub":
+            _read_main(r, seg, ctx)
+    return r.clauses, r.definitions, condition
+
+
+def _read_relative(r: _ClauseReading, seg: _Segment, prev_name: str, prev_text: str, ctx: Context) -> None:
+    """", who …" / ", which …" right after a name: a clause about that name."""
+    first = seg.words[0].group(0).lower()
+    body = seg.text[seg.words[1].start():] if len(seg.words) > 1 else ""
+    bwords = _words(body)
+    if first in ("who", "which") and prev_name and bwords and _verb_index(bwords) == 0:
+        name = f"the {prev_name}" if re.search(rf"\bthe\s+{re.escape(prev_name)}$", prev_text) else prev_name
+        r.clauses.append(_Clause("", name, _cut_relative(body), True, _is_topic(prev_name, ctx)))
+
+
+def _read_phrase(r: _ClauseReading, seg: _Segment) -> None:
+    """A participle or prepositional phrase: an intro before the first clause, or a short tail of the last one."""
+    if not r.clauses and not r.pending_np:
+        r.intro.append(seg.text)
+    elif r.clauses and not r.pending_np and len(seg.words) <= 6 and seg.words[0].group(0).lower() in _PREPOSITIONS:
+        last = r.clauses[-1]
+        r.clauses[-1] = _Clause(last.intro, last.subject, f"{last.rest}, {seg.text}", last.named, last.topic)
+
+
+def _read_noun_phrase(r: _ClauseReading, seg: _Segment, prev_name: str, nxt: _Segment | None, past: bool,
+                      ctx: Context) -> None:
+    """A noun phrase: an appositive (a definition), or the subject of a verb phrase still to come."""
+    appositive = not seg.conj and _appositive(seg.text, prev_name, nxt)
+    if appositive:
+        r.definitions.append(_appositive_pair(prev_name, seg.text, past, ctx))
+        return
+    if (prev_name or r.pending_np and _CAPSEQ_FULL.fullmatch(seg.text)) and len(seg.words) <= 4 and not seg.conj:
+        if r.pending_np and not prev_name and ctx.title and _head_word(r.pending_np).lower() in _PERSON_ACTORS \
+                and _is_person_name(seg.text):
+            # "The claimant, Mr John Smith, …" → "Who was the claimant in Smith v Jones?"
+            r.definitions.append((f"Who {'was' if past else 'is'} {_mid(r.pending_np, ctx)} in {ctx.title}?",
+                                  seg.text))
+        return  # "Bohemond, Robert's son, …", "their duke, William the Conqueror, …": appositives
+    r.pending_np = seg.text
+
+
+def _read_main(r: _ClauseReading, seg: _Segment, ctx: Context) -> None:
+    """A verb phrase (after a pending subject, or sharing the last clause's subject) or a clause of its own."""
+    if seg.kind == "vp":
+        if r.pending_np:
+            clause = _main_clause(f"{r.pending_np} {seg.text}", ctx, sentence_subject=r.sentence_subject,
+                                  intro=r.intro_text())
+            r.pending_np = ""
+        elif seg.conj and r.clauses:
+            clause = _Clause("", r.clauses[-1].subject, _cut_relative(seg.text), r.clauses[-1].named,
+                             r.clauses[-1].topic)
+        else:
+            clause = None
+    else:  # a clause with its own subject
+        clause = _main_clause(seg.text, ctx, intro=r.intro_text(), sentence_subject=r.sentence_subject)
+        r.pending_np = ""
+    if clause:
+        r.clauses.append(clause)
+        r.sentence_subject = r.sentence_subject or clause.subject
 
 
 _RELATIVE_CUT = re.compile(r"\s+(?:who|which|whom|whose)\b|\s+that\s+(?=(?:is|are|was|were|has|have|had|can|could|"
@@ -996,23 +1022,11 @@ def _name_spans(text: str, ctx: Context) -> list[_Span]:
 def _typed_name(text: str, start: int, end: int, value: str, ctx: Context) -> list[_Span]:
     items = [i for i in re.split(r",\s+(?:and\s+|or\s+)?|\s+(?:and|or)\s+", value) if i]
     words = items[0].split() if len(items) > 1 else value.split()
-    if all(w in _MONTHS or w in _DIRECTIONS for w in words) or _is_topic(value, ctx):
-        return []  # months, directions, and the document's own subject (asking for it teaches nothing)
-    at_sentence_start = start == 0
-    if at_sentence_start and len(words) == 1 and value.lower() in ctx.lowercase_words:
-        return []
-    if (value in _LANGUAGES or any(w in _LANGUAGES for w in words[-1:])) and not any(
-            w in _PLACE_HEADS | _ORG_HEADS for w in words) or len(words) == 1 and re.search(r"(?:ity|ism)$", value):
-        return []
-    if len(words) == 1 and len(value) <= 1:
-        return []
     nxt = _next_word(text, end)
     rest_after = text[end:]
     possessive = bool(re.match(r"['’]s?\b", rest_after))
-    if nxt and not possessive and nxt[0].islower() and nxt.lower() not in _FUNCTION \
-            and nxt.lower() not in _VERBS and not re.fullmatch(r"[a-z]+ed", nxt) \
-            and not nxt.lower().endswith("ly"):
-        return []  # a modifier: "Norse raiders", "the Norman language"
+    if _not_a_name(start, value, words, nxt, possessive, ctx):
+        return []
     prep, absorb = _with_prep(text, start)
     prev, prev_pos = _prev_word(text, start)
     before = re.search(r"([A-Z][\w'’-]*)\s+(?:in|of|for)\s+(?:the\s+)?$", text[:start])
@@ -1026,7 +1040,6 @@ def _typed_name(text: str, start: int, end: int, value: str, ctx: Context) -> li
         return []
     if kind is None:
         return []
-    head = _head(words, kind)
     has_the = prev == "the"
     a = prev_pos if has_the else start
     if possessive:
@@ -1034,6 +1047,31 @@ def _typed_name(text: str, start: int, end: int, value: str, ctx: Context) -> li
             return []
         b = end + len(re.match(r"['’]s?", rest_after).group(0))
         return [_Span(kind, value, a, b, "whose", None)]
+    return _name_span(kind, value, words, prep, absorb, a, end, has_the)
+
+
+def _not_a_name(start: int, value: str, words: list[str], nxt: str, possessive: bool, ctx: Context) -> bool:
+    """Whether the capitalised ``value`` (its ``words``; ``nxt`` the word after it) is no name to ask about."""
+    if all(w in _MONTHS or w in _DIRECTIONS for w in words) or _is_topic(value, ctx):
+        return True  # months, directions, and the document's own subject (asking for it teaches nothing)
+    at_sentence_start = start == 0
+    if at_sentence_start and len(words) == 1 and value.lower() in ctx.lowercase_words:
+        return True
+    if (value in _LANGUAGES or any(w in _LANGUAGES for w in words[-1:])) and not any(
+            w in _PLACE_HEADS | _ORG_HEADS for w in words) or len(words) == 1 and re.search(r"(?:ity|ism)$", value):
+        return True
+    if len(words) == 1 and len(value) <= 1:
+        return True
+    # a modifier: "Norse raiders", "the Norman language"
+    return bool(nxt) and not possessive and nxt[0].islower() and nxt.lower() not in _FUNCTION \
+        and nxt.lower() not in _VERBS and not re.fullmatch(r"[a-z]+ed", nxt) and not nxt.lower().endswith("ly")
+
+
+def _name_span(kind: str, value: str, words: list[str], prep: str, absorb: int, a: int, end: int,
+               has_the: bool) -> list[_Span]:
+    """The span of a typed name with the wh-phrase that asks for it (after ``prep``, "" if none): the span runs
+    from ``absorb`` (the preposition included) or ``a`` (a "the" included) to ``end``."""
+    head = _head(words, kind)
     if kind == "person":
         if prep:
             return [_Span(kind, value, absorb, end, f"{prep} whom", f"{_cap(prep)} whom", subj="Who")]

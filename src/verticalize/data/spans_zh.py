@@ -29,14 +29,15 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from verticalize.data.rules_base import strip_end
-from verticalize.data.spans import MAX_A_CJK, Context, SpanPair, cjk_length
+from verticalize.data.spans_base import MAX_A_CJK, Context, SpanPair, cjk_length
+from verticalize.text import HAN_RANGES
 
 _CN_DIGIT = "零〇一二两三四五六七八九十百千万亿"
 _PAREN = re.compile(r"\s*(?:（[^（）]*）|\([^()]*\)|【[^【】]*】|\[[^\[\]]*\])")
 _MARKUP = re.compile(r"-\{|\}-|zh-han[st]|formula_|_\d|\{\{|\}\}|<[a-z/]")
 _CLAUSE_BREAK = "，；：,;:"
 _PRONOUN = re.compile(r"^(?:他们|她们|它们|牠们|其|他|她|它|牠)")
-_DEMONSTRATIVE = re.compile(r"^(?:该|此|这|本)(?=[\u4e00-\u9fff])")
+_DEMONSTRATIVE = re.compile(f"^(?:该|此|这|本)(?=[{HAN_RANGES}])")
 _TIME_DEMONSTRATIVE = re.compile(r"^(?:本|该|此|这)(?:年|月|日|次|届|期|季|周|时|后|前|外|处|地|类|种)")
 _LEADING = re.compile(r"^(?:但是|但|然而|而且|并且|并|而|且|因此|所以|于是|此后|后来|随后|之后|同时|另外|此外|因而|"
                       r"最终|最后|其后|当时|当初|目前|现在|如今|同年|次年|翌年|不久|其中|结果|期间|又|也|还|亦|则|即|便|就|故|遂)")
@@ -105,7 +106,7 @@ _CONDITION = re.compile(r"^(?P<kw>如果|若|倘若|假如|一旦|如若|假若)
 _CAUSE = re.compile(r"^(?:但|而|并且|并|且)?(?P<kw>由于|因为)(?P<v>.{3,20})$")
 _NOUNISH = ("n", "nr", "nrfg", "nrt", "ns", "nt", "nz", "ng", "nl", "eng", "j", "vn", "an", "s", "l", "bk")
 _NAME_FLAGS = {"nr": "person", "nrfg": "person", "nrt": "person", "ns": "place", "nt": "org", "eng": "name"}
-_CONDITION_WORD = re.compile(r"(?:^|[^\u4e00-\u9fff]|[\u4e00-\u9fff])(?:若|如果|假如|倘若|一旦|如若)(?!干)")
+_CONDITION_WORD = re.compile(f"(?:^|[^{HAN_RANGES}]|[{HAN_RANGES}])(?:若|如果|假如|倘若|一旦|如若)(?!干)")
 _EXAMPLE_LEAD = re.compile(r"^(?:如|例如|比如|譬如|包括|诸如|像|以及|及|和|与|或)")
 
 
@@ -194,8 +195,11 @@ def _cached_tokens(text: str) -> tuple[_Tok, ...]:
 _DOTS = ("·", "•", "‧", "・")
 
 
+_HAN_WORD = re.compile(f"[{HAN_RANGES}]+")
+
+
 def _is_han(word: str) -> bool:
-    return bool(word) and all("\u4e00" <= ch <= "\u9fff" for ch in word)
+    return bool(_HAN_WORD.fullmatch(word))
 
 
 def _name_piece(t: _Tok) -> bool:
@@ -203,6 +207,32 @@ def _name_piece(t: _Tok) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- entry point
+@dataclass
+class _SentenceSubject:
+    """The sentence's subject, once a clause has given it, and whether it names something (then it becomes what a
+    pronoun in the next sentence stands for)."""
+
+    text: str = ""
+    named: bool = False
+
+
+@dataclass
+class _PlacedClause:
+    """A clause with its subject in place: ``body`` is the clause with a pronoun subject resolved, ``prefix`` the
+    subject put before a clause that has none of its own (``has_subject`` False), ``body[subj_start:subj_end]``
+    the clause's own subject."""
+
+    lead: str
+    clause: str
+    toks: list[_Tok]
+    verbless: bool
+    has_subject: bool = False
+    prefix: str = ""
+    body: str = ""
+    subj_start: int = 0
+    subj_end: int = 0
+
+
 def sentence_pairs(sentence: str, ctx: Context) -> list[SpanPair]:
     """Pairs for one Chinese sentence; updates ``ctx.referent`` with the sentence's named subject."""
     raw = strip_end(sentence)
@@ -215,76 +245,109 @@ def sentence_pairs(sentence: str, ctx: Context) -> list[SpanPair]:
         return []
     out: list[SpanPair] = []
     antecedent = ctx.antecedent()
-    subject = ""           # the sentence's subject, once a clause has given it
-    subject_named = False
-    for k, (start, main_start, end) in enumerate(clauses):
-        lead, clause = text[start:main_start].rstrip("，,"), text[main_start:end]
-        toks = [_Tok(t.word, t.flag, t.start - main_start, t.end - main_start) for t in tokens
-                if t.start >= main_start and t.end <= end]
-        if not toks or _EXAMPLE_LEAD.match(clause) and k > 0:
-            continue  # "如沙门氏菌、…": examples of the previous clause, not a statement
-        if re.match(r"^(?:此|这|该)(?:[\d一二三四五六七八九十]|是|时|后|前|外)|^(?:本|该|此|这)(?:年|月|日|次|届|期|季|周)"
-                    r"|^[\d一二三四五六七八九十两]+(?:支|个|名|位|家|所|座|种|项)", clause) \
-                or _CONDITION_WORD.search(clause):
-            continue  # "此10年后…", "这是…": no thing to name; "…若含有…": half of a condition
-        found = _subject(clause, toks, ctx)
-        prefix, body = "", clause
-        verbless = not any(_is_verb(t) for t in toks)
-        subj_start = subj_end = 0
-        if found:
-            subj_start, subj_end = found
-            own = clause[subj_start:subj_end]
-            resolved = _resolve_subject(own, clause, subj_start, toks, ctx, subject or antecedent)
-            if resolved is None:
-                continue
-            if resolved != own:
-                body = clause[:subj_start] + resolved + clause[subj_end:]
-                shift = len(resolved) - len(own)
-                toks = [_Tok(t.word, t.flag, t.start + shift, t.end + shift) if t.start >= subj_end
-                        else _Tok(t.word, "x", t.start, t.end) for t in toks]
-                subj_end = subj_start + len(resolved)
-            if not subject:
-                subject = body[subj_start:subj_end]
-                subject_named = _named(subject, toks, ctx) or resolved != own
-                if resolved != own and resolved.endswith("的" + own):
-                    subject = resolved[: -len(own) - 1]  # "X的父亲": the next clause is about X
-        else:
-            prefix = subject or antecedent
-            if not prefix:
-                continue
-            if prefix in clause:
-                prefix = ""  # the clause names it already ("在芙蓉洞的东端有…")
-            elif _needs_copula(toks):
-                prefix += "是"
-                verbless = False
-            if not subject:
-                subject, subject_named = (subject or antecedent), True
-        topic = bool(antecedent) and body[subj_start:subj_end] in (antecedent, ctx.title)
-        pairs = [] if verbless else _clause_pairs(prefix, body, toks, subj_start, subj_end, topic, ctx)
-        if lead:
-            pairs = [(kind, (lead + "，" + q if not prefix else prefix + lead + "，" + q[len(prefix):])
-                      if len(lead) <= 12 else q, a) for kind, q, a in pairs]
-            pairs += _lead_pairs(lead, prefix, body, subj_start, subj_end, ctx)
-        out += [SpanPair(kind, q, a, sentence) for kind, q, a in pairs if _anchored(q, ctx)]
-        definition = _definition(prefix, body, toks, subj_start, subj_end, ctx)
-        if definition and not lead:
-            out.append(SpanPair("definition", definition[0], definition[1], sentence))
-        term = _TERM.search(body)
-        owner = (prefix[:-1] if prefix.endswith("是") else prefix) or body[subj_start:subj_end]
-        if term and (term.start() <= subj_start or not found):
-            owner = subject if subject and subject not in clause else antecedent  # "，又称蓝线白𫚭": the sentence's subject
-        if term and owner and not lead:
-            answer = term.group("v").strip("“”「」\"")
-            if answer and not answer[0].isdigit():
-                out.append(SpanPair("term", f"{owner}{term.group('lead')}什么？", answer, sentence))
+    subject = _SentenceSubject()
+    for k, bounds in enumerate(clauses):
+        placed = _place_clause(text, tokens, k, bounds, subject, antecedent, ctx)
+        if placed is not None:
+            out += _placed_clause_pairs(placed, subject.text, antecedent, ctx, sentence)
     lead_def = _appositive_lead(text, clauses, ctx)
     if lead_def:
         out.append(SpanPair("definition", lead_def[0], lead_def[1], sentence))
-    out += [p for p in _condition_cause(text, clauses, subject or antecedent, sentence) if _anchored(p.question, ctx)]
-    if subject and subject_named:
-        ctx.referent = subject
-    elif subject and subject != antecedent:
+    out += [p for p in _condition_cause(text, clauses, subject.text or antecedent, sentence)
+            if _anchored(p.question, ctx)]
+    if subject.text and subject.named:
+        ctx.referent = subject.text
+    elif subject.text and subject.text != antecedent:
         ctx.referent = None
+    return out
+
+
+def _place_clause(text: str, tokens: list[_Tok], k: int, bounds: tuple[int, int, int], subject: _SentenceSubject,
+                  antecedent: str, ctx: Context) -> _PlacedClause | None:
+    """Clause ``k`` (``bounds``: start, start of its main part, end) with its subject in place, or None when it
+    gives no pairs; the first clause that has or gets a subject sets the sentence's ``subject``."""
+    start, main_start, end = bounds
+    lead, clause = text[start:main_start].rstrip("，,"), text[main_start:end]
+    toks = [_Tok(t.word, t.flag, t.start - main_start, t.end - main_start) for t in tokens
+            if t.start >= main_start and t.end <= end]
+    if not toks or _EXAMPLE_LEAD.match(clause) and k > 0:
+        return None  # "如沙门氏菌、…": examples of the previous clause, not a statement
+    if re.match(r"^(?:此|这|该)(?:[\d一二三四五六七八九十]|是|时|后|前|外)|^(?:本|该|此|这)(?:年|月|日|次|届|期|季|周)"
+                r"|^[\d一二三四五六七八九十两]+(?:支|个|名|位|家|所|座|种|项)", clause) \
+            or _CONDITION_WORD.search(clause):
+        return None  # "此10年后…", "这是…": no thing to name; "…若含有…": half of a condition
+    placed = _PlacedClause(lead, clause, toks, verbless=not any(_is_verb(t) for t in toks), body=clause)
+    found = _subject(clause, toks, ctx)
+    if found:
+        return _resolve_own_subject(placed, found, subject, antecedent, ctx)
+    return _borrow_subject(placed, subject, antecedent)
+
+
+def _resolve_own_subject(placed: _PlacedClause, found: tuple[int, int], subject: _SentenceSubject,
+                         antecedent: str, ctx: Context) -> _PlacedClause | None:
+    """A clause with a subject of its own: a pronoun there is replaced by what it stands for (None: unresolved)."""
+    clause, toks = placed.clause, placed.toks
+    subj_start, subj_end = found
+    own = clause[subj_start:subj_end]
+    resolved = _resolve_subject(own, clause, subj_start, toks, ctx, subject.text or antecedent)
+    if resolved is None:
+        return None
+    body = clause
+    if resolved != own:
+        body = clause[:subj_start] + resolved + clause[subj_end:]
+        shift = len(resolved) - len(own)
+        toks = [_Tok(t.word, t.flag, t.start + shift, t.end + shift) if t.start >= subj_end
+                else _Tok(t.word, "x", t.start, t.end) for t in toks]
+        subj_end = subj_start + len(resolved)
+    if not subject.text:
+        subject.text = body[subj_start:subj_end]
+        subject.named = _named(subject.text, toks, ctx) or resolved != own
+        if resolved != own and resolved.endswith("的" + own):
+            subject.text = resolved[: -len(own) - 1]  # "X的父亲": the next clause is about X
+    placed.has_subject, placed.body, placed.toks = True, body, toks
+    placed.subj_start, placed.subj_end = subj_start, subj_end
+    return placed
+
+
+def _borrow_subject(placed: _PlacedClause, subject: _SentenceSubject, antecedent: str) -> _PlacedClause | None:
+    """A clause without a subject of its own gets the sentence's (or the antecedent) in front (None: none known)."""
+    prefix = subject.text or antecedent
+    if not prefix:
+        return None
+    if prefix in placed.clause:
+        prefix = ""  # the clause names it already ("在芙蓉洞的东端有…")
+    elif _needs_copula(placed.toks):
+        prefix += "是"
+        placed.verbless = False
+    if not subject.text:
+        subject.text, subject.named = antecedent, True
+    placed.prefix = prefix
+    return placed
+
+
+def _placed_clause_pairs(placed: _PlacedClause, subject: str, antecedent: str, ctx: Context,
+                         sentence: str) -> list[SpanPair]:
+    """The pairs of one clause with its subject in place: its spans, its lead's, a definition and a term."""
+    lead, prefix, body, toks = placed.lead, placed.prefix, placed.body, placed.toks
+    subj_start, subj_end = placed.subj_start, placed.subj_end
+    topic = bool(antecedent) and body[subj_start:subj_end] in (antecedent, ctx.title)
+    pairs = [] if placed.verbless else _clause_pairs(prefix, body, toks, subj_start, subj_end, topic, ctx)
+    if lead:
+        pairs = [(kind, (lead + "，" + q if not prefix else prefix + lead + "，" + q[len(prefix):])
+                  if len(lead) <= 12 else q, a) for kind, q, a in pairs]
+        pairs += _lead_pairs(lead, prefix, body, subj_start, subj_end, ctx)
+    out = [SpanPair(kind, q, a, sentence) for kind, q, a in pairs if _anchored(q, ctx)]
+    definition = _definition(prefix, body, toks, subj_start, subj_end, ctx)
+    if definition and not lead:
+        out.append(SpanPair("definition", definition[0], definition[1], sentence))
+    term = _TERM.search(body)
+    owner = (prefix[:-1] if prefix.endswith("是") else prefix) or body[subj_start:subj_end]
+    if term and (term.start() <= subj_start or not placed.has_subject):
+        owner = subject if subject and subject not in placed.clause else antecedent  # "，又称蓝线白𫚭": the sentence's subject
+    if term and owner and not lead:
+        answer = term.group("v").strip("“”「」\"")
+        if answer and not answer[0].isdigit():
+            out.append(SpanPair("term", f"{owner}{term.group('lead')}什么？", answer, sentence))
     return out
 
 
@@ -297,7 +360,7 @@ def _needs_copula(toks: list[_Tok]) -> bool:
 
 _WH = re.compile("|".join(sorted({re.escape(w) for _, w in _PLACE_SUFFIX + _ORG_SUFFIX} | {
     "谁", "哪里", "何时", "哪一年", "哪个世纪", "哪个年代", "什么", "百分之多少", "哪个机构", "哪个国家",
-    r"多少[\u4e00-\u9fff]?", r"几[\u4e00-\u9fff]?", r"第几[\u4e00-\u9fff]?"}, key=len, reverse=True)))
+    f"多少[{HAN_RANGES}]?", f"几[{HAN_RANGES}]?", f"第几[{HAN_RANGES}]?"}, key=len, reverse=True)))
 
 
 def _anchored(question: str, ctx: Context) -> bool:
@@ -394,6 +457,38 @@ def _is_verb(tok: _Tok) -> bool:
 def _subject(clause: str, toks: list[_Tok], ctx: Context) -> tuple[int, int] | None:
     """(start, end) of the clause's subject, the noun phrase before its first verb; leading connectives,
     adverbs and time/place leads are skipped. None when the clause has no subject of its own."""
+    i = _subject_index(clause, toks)
+    if i >= len(toks):
+        return None
+    start = toks[i].start
+    for known in (ctx.title, ctx.referent or ""):
+        if known and clause.startswith(known, start):
+            rest = [t for t in toks if t.start >= start + len(known)]
+            if rest and rest[0].flag != "uj":
+                return start, start + len(known)
+    m = _PRONOUN.match(clause[start:])
+    if m:
+        return start, start + m.end()
+    if _TIME_DEMONSTRATIVE.match(clause[start:]) or re.match(r"^(?:此|这|该)(?:[\d一二三四五六七八九十]|是)",
+                                                            clause[start:]):
+        return None
+    m = _DEMONSTRATIVE.match(clause[start:])
+    if m:
+        tok = toks[i]
+        if tok.end - tok.start > 1 and tok.flag.startswith("n"):
+            return start, tok.end  # "本鱼" is one token
+        if i + 1 < len(toks) and toks[i + 1].flag.startswith("n"):
+            return start, toks[i + 1].end
+        return start, start + 1
+    end = _noun_phrase_end(toks, i, start)
+    if end == start:
+        return None
+    return _subject_before_verb(toks, start, end)
+
+
+def _subject_index(clause: str, toks: list[_Tok]) -> int:
+    """Index of the clause's first token after its leading connectives and adverbs ("此后", "但是", "最终"), a
+    time lead ("2010年至2011年", "508年") and a time or place lead ("在2005年比利时大奖赛中"); len(toks) if none."""
     i = 0
     pos = 0
     while i < len(toks):  # leading connectives and adverbs: "此后", "但是", "最终"
@@ -427,28 +522,11 @@ def _subject(clause: str, toks: list[_Tok], ctx: Context) -> tuple[int, int] | N
             i = k + 1
     while i < len(toks) and toks[i].word in ("，", ",", " "):
         i += 1
-    if i >= len(toks):
-        return None
-    start = toks[i].start
-    for known in (ctx.title, ctx.referent or ""):
-        if known and clause.startswith(known, start):
-            rest = [t for t in toks if t.start >= start + len(known)]
-            if rest and rest[0].flag != "uj":
-                return start, start + len(known)
-    m = _PRONOUN.match(clause[start:])
-    if m:
-        return start, start + m.end()
-    if _TIME_DEMONSTRATIVE.match(clause[start:]) or re.match(r"^(?:此|这|该)(?:[\d一二三四五六七八九十]|是)",
-                                                            clause[start:]):
-        return None
-    m = _DEMONSTRATIVE.match(clause[start:])
-    if m:
-        tok = toks[i]
-        if tok.end - tok.start > 1 and tok.flag.startswith("n"):
-            return start, tok.end  # "本鱼" is one token
-        if i + 1 < len(toks) and toks[i + 1].flag.startswith("n"):
-            return start, toks[i + 1].end
-        return start, start + 1
+    return i
+
+
+def _noun_phrase_end(toks: list[_Tok], i: int, start: int) -> int:
+    """End of the noun phrase that starts at token ``i`` (``start`` when there is none)."""
     end = start
     for n in range(i, len(toks)):
         t = toks[n]
@@ -468,8 +546,12 @@ def _subject(clause: str, toks: list[_Tok], ctx: Context) -> tuple[int, int] | N
             end = t.end
             continue
         break
-    if end == start:
-        return None
+    return end
+
+
+def _subject_before_verb(toks: list[_Tok], start: int, end: int) -> tuple[int, int] | None:
+    """The noun phrase ``start:end`` as the clause's subject (an adjective predicate after it cut off), or None
+    when no verb follows it or it does not end like a noun."""
     inside = [t for t in toks if start <= t.start and t.end <= end]
     while len(inside) > 1 and inside[-1].flag in ("a", "b") and inside[-2].flag.startswith("n"):
         inside.pop()  # "果实长约…": an adjective predicate after the subject
@@ -655,63 +737,69 @@ def _name_spans(text: str, toks: list[_Tok], ctx: Context) -> list[_Span]:
     protected = [(m.start(), m.end()) for known in (ctx.title, ctx.referent or "") if known
                  for m in re.finditer(re.escape(known), text)]
     while i < len(toks):
-        t = toks[i]
-        prev = toks[i - 1] if i > 0 else None
-        if t.flag not in _NAME_FLAGS:
+        if toks[i].flag not in _NAME_FLAGS:
             i += 1
             continue
-        # adjacent name tokens make one name ("长峰真弓", "Queen Sirikit Park"); the last decides the kind
-        j = i + 1
-        while j < len(toks):
-            n = toks[j]
-            if n.word == " " and t.flag == "eng" and j + 1 < len(toks) and toks[j + 1].flag == "eng":
-                j += 2
-                continue
-            if n.flag in _NAME_FLAGS and (n.flag == "eng") == (t.flag == "eng"):
-                j += 1
-                continue
-            break
-        start, end = t.start, toks[j - 1].end
-        value = text[start:end]
-        last = _Tok(value, toks[j - 1].flag if j - 1 > i else t.flag, start, end)
-        kind = _name_kind(last if j - 1 == i else _Tok(value, last.flag, start, end), prev, None)
-        # an organisation named by its suffix ("泰国国家铁路局", "法国国民议会")
-        k = j
-        while k < len(toks) and toks[k].flag in ("n", "nt", "ns", "j", "l") and k - j < 3:
-            k += 1
-            joined = text[start: toks[k - 1].end]
-            if _org_wh(joined):
-                value, end, kind, j = joined, toks[k - 1].end, "org", k
-                break
-        nxt = toks[j] if j < len(toks) else None
-        if kind is None or any(a < end and start < b for a, b in protected):
-            i = j
-            continue
-        if nxt is not None and (nxt.flag.startswith("n") or nxt.flag in _MODIFIED_FLAGS) \
-                and not (kind == "org" and nxt.word in _MEMBER_WORDS):
-            i = j
-            continue  # a modifier: "澳洲南部", "韩国Nexon", "联合国世界自然遗产" (but "社会党议员" asks for the party)
-        if nxt is not None and nxt.word in ("人", "族", "语", "式", "型", "派", "版", "系", "籍") \
-                or text[end:end + 2] in ("之役", "之战", "之乱", "之变", "事件"):
-            i = j
-            continue  # "萨尔浒之役": the name of an event, not a person
-        if _in_enumeration(toks, i, j):
-            i = j
-            continue  # one item of an enumeration: the question would have several answers
-        glued = [x for x in (prev, nxt) if x is not None and (
-            x.word in ("-", "－") or _is_han(x.word) and len(x.word) == 1 and x.flag in _GLUED_FLAGS)]
-        if glued:
-            i = j
-            continue  # a name cut by the segmenter ("宣武帝元恪" → "武帝元", "长宗我部元亲" → "长宗")
-        if t.flag == "eng" and (re.match(r"[\s\d₀-₉⁰-⁹⁺⁻]", text[end:end + 1] or "x") and re.match(
-                r"\s*[\d₀-₉⁰-⁹⁺⁻]", text[end:end + 3]) or prev is not None and prev.word == " "):
-            i = j
-            continue  # a formula ("SO₃²⁻", "M1 40公厘") or a gloss after a Chinese word ("外观 Appearance")
-        wh = _wh(kind, value, prev)
-        if wh:
-            out.append(_Span(kind, value, start, end, wh))
+        value, start, end, kind, j = _name_run(text, toks, i)
+        if kind is not None and not any(a < end and start < b for a, b in protected) \
+                and not _not_a_name_here(text, toks, i, j, kind, end):
+            wh = _wh(kind, value, toks[i - 1] if i > 0 else None)
+            if wh:
+                out.append(_Span(kind, value, start, end, wh))
         i = j
     return out
+
+
+def _name_run(text: str, toks: list[_Tok], i: int) -> tuple[str, int, int, str | None, int]:
+    """The name that starts at token ``i``: (value, start, end, kind, index of the token after it)."""
+    t = toks[i]
+    prev = toks[i - 1] if i > 0 else None
+    # adjacent name tokens make one name ("长峰真弓", "Queen Sirikit Park"); the last decides the kind
+    j = i + 1
+    while j < len(toks):
+        n = toks[j]
+        if n.word == " " and t.flag == "eng" and j + 1 < len(toks) and toks[j + 1].flag == "eng":
+            j += 2
+            continue
+        if n.flag in _NAME_FLAGS and (n.flag == "eng") == (t.flag == "eng"):
+            j += 1
+            continue
+        break
+    start, end = t.start, toks[j - 1].end
+    value = text[start:end]
+    last = _Tok(value, toks[j - 1].flag if j - 1 > i else t.flag, start, end)
+    kind = _name_kind(last if j - 1 == i else _Tok(value, last.flag, start, end), prev, None)
+    # an organisation named by its suffix ("泰国国家铁路局", "法国国民议会")
+    k = j
+    while k < len(toks) and toks[k].flag in ("n", "nt", "ns", "j", "l") and k - j < 3:
+        k += 1
+        joined = text[start: toks[k - 1].end]
+        if _org_wh(joined):
+            value, end, kind, j = joined, toks[k - 1].end, "org", k
+            break
+    return value, start, end, kind, j
+
+
+def _not_a_name_here(text: str, toks: list[_Tok], i: int, j: int, kind: str, end: int) -> bool:
+    """Whether the name in tokens [i, j) (ending at ``end``) is no name to ask about where it stands."""
+    t = toks[i]
+    prev = toks[i - 1] if i > 0 else None
+    nxt = toks[j] if j < len(toks) else None
+    if nxt is not None and (nxt.flag.startswith("n") or nxt.flag in _MODIFIED_FLAGS) \
+            and not (kind == "org" and nxt.word in _MEMBER_WORDS):
+        return True  # a modifier: "澳洲南部", "韩国Nexon", "联合国世界自然遗产" (but "社会党议员" asks for the party)
+    if nxt is not None and nxt.word in ("人", "族", "语", "式", "型", "派", "版", "系", "籍") \
+            or text[end:end + 2] in ("之役", "之战", "之乱", "之变", "事件"):
+        return True  # "萨尔浒之役": the name of an event, not a person
+    if _in_enumeration(toks, i, j):
+        return True  # one item of an enumeration: the question would have several answers
+    glued = [x for x in (prev, nxt) if x is not None and (
+        x.word in ("-", "－") or _is_han(x.word) and len(x.word) == 1 and x.flag in _GLUED_FLAGS)]
+    if glued:
+        return True  # a name cut by the segmenter ("宣武帝元恪" → "武帝元", "长宗我部元亲" → "长宗")
+    # a formula ("SO₃²⁻", "M1 40公厘") or a gloss after a Chinese word ("外观 Appearance")
+    return t.flag == "eng" and bool(re.match(r"[\s\d₀-₉⁰-⁹⁺⁻]", text[end:end + 1] or "x") and re.match(
+        r"\s*[\d₀-₉⁰-⁹⁺⁻]", text[end:end + 3]) or prev is not None and prev.word == " ")
 
 
 _MODIFIED_FLAGS = ("eng", "f", "s", "q", "m", "b", "vn", "l", "j")  # after a name: the name modifies it

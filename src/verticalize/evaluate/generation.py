@@ -15,6 +15,9 @@ from rich.progress import track
 
 from verticalize.artifacts import TrainedAdapter
 from verticalize.config import Config
+from verticalize.engine import EmbeddedEngine
+from verticalize.engine_api import GenerationRequest
+from verticalize.models import load_base
 from verticalize.rungs import Rung
 
 _CONSOLE = Console(stderr=True)
@@ -26,9 +29,6 @@ class LadderEngines:
     answer is therefore generated exactly as ``verticalize serve`` would generate it."""
 
     def __init__(self, cfg: Config, adapter: TrainedAdapter | None, full: TrainedAdapter | None):
-        from verticalize.engine import EmbeddedEngine
-        from verticalize.models import load_base
-
         self.cfg, self.adapter, self.full = cfg, adapter, full
         model, tokenizer = load_base(cfg.model)
         self.tokenizer = tokenizer
@@ -44,8 +44,6 @@ class LadderEngines:
             if self._full_engine is None:
                 from transformers import AutoModelForCausalLM
 
-                from verticalize.engine import EmbeddedEngine
-
                 model = AutoModelForCausalLM.from_pretrained(
                     self.full.path, dtype="auto", trust_remote_code=self.cfg.model.trust_remote_code).eval()
                 self._full_engine = EmbeddedEngine(model, self.tokenizer, self.full.name,
@@ -58,8 +56,6 @@ class LadderEngines:
         return self.engine, BASE_NAME
 
     def count_tokens(self, conversation: list[dict[str, str]]) -> int:
-        from verticalize.engine import GenerationRequest
-
         return self.engine.count_prompt_tokens(GenerationRequest(model=BASE_NAME, messages=conversation))
 
 
@@ -80,8 +76,6 @@ def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[
     request. Questions of similar prompt length are sent together (``batch_size`` at a time) so the engine batches
     them with little padding; each answer's latency is what its caller waited."""
     from concurrent.futures import ThreadPoolExecutor
-
-    from verticalize.engine import GenerationRequest
 
     # Characters stand in for tokens here: the engine tokenises each prompt once, when it generates.
     lengths = [sum(len(m["content"]) for m in c) for c in conversations]

@@ -11,7 +11,13 @@ from typing import Any
 
 from verticalize.artifacts import RunDir, read_adapters, write_manifest
 from verticalize.config import Config
+from verticalize.engine import BASE_MODEL_ALIAS
 from verticalize.errors import ExportError
+from verticalize.export.gguf import GGUFExportError, export_gguf
+from verticalize.export.merged import export_merged
+from verticalize.export.ollama import write_modelfile
+from verticalize.export.serving import export_triton, export_vllm, validate_triton_repository
+from verticalize.models import resolve_base
 
 FORMATS = ("merged", "gguf", "ollama", "vllm", "triton")
 
@@ -33,26 +39,18 @@ def _pick(adapters: dict[str, Path], name: str | None) -> tuple[str, Path]:
 
 def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, out: Path | None = None
                ) -> dict[str, Any]:
-    from verticalize.models import resolve_base
-
     if to not in FORMATS:
         raise ExportError(f"unknown export format '{to}'; choose one of {', '.join(FORMATS)}")
     adapters = _adapters(run)
     target = out or run.export_dir(to)
     if to == "merged":
-        from verticalize.export.merged import export_merged
-
         name, path = _pick(adapters, adapter)
         result = export_merged(cfg.model, path, target / name)
     elif to in ("gguf", "ollama"):
         result = _export_gguf(cfg, adapters, adapter, target, ollama=(to == "ollama"))
     elif to == "vllm":
-        from verticalize.export.serving import export_vllm
-
         result = export_vllm(resolve_base(cfg.model), adapters, target, served_name=Path(cfg.model.base).name)
     else:
-        from verticalize.export.serving import export_triton, validate_triton_repository
-
         result = export_triton(resolve_base(cfg.model), adapters, target)
         problems = validate_triton_repository(target)
         if problems:
@@ -66,9 +64,6 @@ def export_run(cfg: Config, run: RunDir, to: str, adapter: str | None = None, ou
 def _export_gguf(cfg: Config, adapters: dict[str, Path], adapter: str | None, target: Path, ollama: bool
                  ) -> dict[str, Any]:
     """One merged GGUF in target/<name>/model.gguf (``--adapter base``: the bare base), plus a Modelfile."""
-    from verticalize.export.gguf import GGUFExportError, export_gguf
-    from verticalize.engine import BASE_MODEL_ALIAS
-
     if adapter == BASE_MODEL_ALIAS:
         name, path = Path(cfg.model.base).name, None
     else:
@@ -78,8 +73,6 @@ def _export_gguf(cfg: Config, adapters: dict[str, Path], adapter: str | None, ta
     except GGUFExportError as e:
         raise ExportError(str(e)) from None
     if ollama:
-        from verticalize.export.ollama import write_modelfile
-
         result["modelfile"] = write_modelfile(Path(result["path"]), result.get("chat_template"),
                                               cfg.project.system_prompt, result.get("eos_token"))
     result.pop("chat_template", None)

@@ -22,6 +22,7 @@ from verticalize.errors import UserError
 from verticalize.models import load_adapter, load_base, resolve_base
 from verticalize.models.convert import SOURCE_FILE
 
+GGUF_NAME = "model.gguf"  # export_dir("gguf")/<name>/model.gguf: what serve.engine=llamacpp serves as <name>
 SUPPORTED_ARCHS = {"llama"}  # the permutation and hyper-parameter names below are Llama's (SmolLM2 is one)
 _OUT_TYPES = {"f32": ("F32", "ALL_F32"), "f16": ("F16", "MOSTLY_F16"), "q8_0": ("Q8_0", "MOSTLY_Q8_0")}
 # Keys the writer sets itself or that describe the source file's own encoding, not the model.
@@ -259,7 +260,7 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
             model = model.merge_and_unload()
     model.eval()
     source = source_gguf_of(base_dir)
-    out_path = out_dir / "model.gguf"
+    out_path = out_dir / GGUF_NAME
     result = write_gguf(model, base_dir, out_path, outtype, source_gguf=source, name=name)
     summary = read_gguf_summary(out_path)
     problems = check_against_model(summary, model)

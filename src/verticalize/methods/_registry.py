@@ -2,14 +2,20 @@
 
 A method is one subclass instance; every question the trainer, the planner and the config ask about a method
 is an attribute or a hook here, so no other module tests a method's name:
-  training    ``peft_config`` (the PEFT config it trains), ``load_base`` / ``check_supported`` (a base that needs
-              more than ``verticalize.models.load_base``), ``packs`` (examples may be packed into one row),
-              ``merges`` (the adapter merges into the base: merged export, layered stages stacked by merging);
+  training    ``peft_config`` (the PEFT config it trains), ``load_base`` (a base that needs more than
+              ``verticalize.models.load_base``), ``unsupported_reason`` (why this machine cannot train it),
+              ``packs`` (examples may be packed into one row), ``merges`` (the adapter merges into the base:
+              merged export, layered stages stacked by merging);
   planning    ``trainable_params`` (counted the way PEFT creates them), ``base_weight_bytes`` (frozen base),
               ``adapter_activation_bytes`` (what its trainable modules keep for the backward pass, per layer),
               ``virtual_positions`` / ``virtual_keys`` (virtual tokens as extra positions / extra keys and values),
               ``trains_base`` (every weight trains: full fine-tuning), ``speed_factor``, ``notes``.
 Everything heavy (torch, peft, transformers) is imported inside the hooks: the config imports this registry.
+
+Its place in the layers: a shared module (layer 0, beside ``config``), so it imports no other ``verticalize``
+module, not even lazily. What a hook needs from a higher layer is handed to it by the caller: the trainer
+(``verticalize.train.methods``) resolves the base directory and the LoRA target modules and raises the
+``TrainError`` for ``unsupported_reason``; the planner passes its ``Arch`` and ``Setting`` objects.
 """
 
 from __future__ import annotations
@@ -59,20 +65,23 @@ class Method:
         return f"<method {self.name}>"
 
     # ------------------------------------------------------------------------------------------ training
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
-        """The ``peft.PeftConfig`` this method trains."""
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
+        """The ``peft.PeftConfig`` this method trains. ``targets``: the LoRA target modules as the trainer resolved
+        them (``verticalize.train.methods.lora_targets``); None is PEFT's default for the architecture."""
         raise NotImplementedError(f"train.method={self.name} is not a PEFT method")
 
-    def check_supported(self, device: Any) -> None:
-        """Raise ``TrainError`` (saying what to change) when this machine cannot train the method."""
+    def unsupported_reason(self, device: Any) -> str | None:
+        """Why this machine cannot train the method, saying what to change (the trainer raises it as a
+        ``TrainError``); None when it can."""
         if self.needs_cuda and getattr(device, "type", None) != "cuda":
-            from verticalize.train.data import TrainError
-            raise TrainError(f"train.method={self.name} needs a CUDA GPU")
+            return f"train.method={self.name} needs a CUDA GPU"
+        return None
 
-    def load_base(self, cfg: "Config", precision: Any, device: Any) -> tuple[Any, Any]:
-        """(base model, tokenizer) to put the adapter on."""
-        from verticalize.models import load_base
-        return load_base(cfg.model, dtype=precision.base_dtype)
+    def load_base(self, cfg: "Config", precision: Any, device: Any, base_path: "Path") -> tuple[Any, Any] | None:
+        """(base model, tokenizer) to put the adapter on, for a method whose base needs more than
+        ``verticalize.models.load_base`` (which the trainer uses when this returns None); ``base_path`` is the
+        resolved base model directory."""
+        return None
 
     # ------------------------------------------------------------------------------------------ planning
     def trainable_params(self, arch: "Arch", s: "Setting") -> int:

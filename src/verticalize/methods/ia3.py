@@ -21,7 +21,7 @@ class IA3(Method):
     order = 60
     merges = True
 
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
         import peft
 
         return peft.IA3Config(task_type="CAUSAL_LM")

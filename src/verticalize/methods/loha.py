@@ -24,14 +24,12 @@ class LoHa(Method):
     order = 70
     merges = True
 
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
         import peft
-
-        from verticalize.train.methods import lora_targets
 
         t = cfg.train
         return peft.LoHaConfig(task_type="CAUSAL_LM", r=t.lora.r, alpha=t.lora.alpha,
-                               target_modules=lora_targets(cfg))
+                               target_modules=targets)
 
     def trainable_params(self, arch: "Arch", s: "Setting") -> int:
         # PEFT: hada_w1_a, hada_w2_a (out × r) and hada_w1_b, hada_w2_b (r × in) per adapted layer

@@ -21,14 +21,12 @@ class Lora(Method):
     merges = True
     use_dora = False  # DoRA: the same adapters plus a magnitude vector (peft's use_dora)
 
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
         import peft
-
-        from verticalize.train.methods import lora_targets
 
         t = cfg.train
         return peft.LoraConfig(task_type="CAUSAL_LM", r=t.lora.r, lora_alpha=t.lora.alpha,
-                               lora_dropout=t.lora.dropout, target_modules=lora_targets(cfg),
+                               lora_dropout=t.lora.dropout, target_modules=targets,
                                use_dora=self.use_dora)
 
     def trainable_params(self, arch: "Arch", s: "Setting") -> int:

@@ -20,7 +20,7 @@ class Prefix(Method):
     order = 40
     virtual_keys = True
 
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
         import peft
 
         return peft.PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=cfg.train.prefix.num_virtual_tokens)

@@ -20,7 +20,7 @@ class PromptTuning(Method):
     order = 50
     virtual_positions = True
 
-    def peft_config(self, cfg: "Config", base_path: "Path | None") -> Any:
+    def peft_config(self, cfg: "Config", base_path: "Path | None", targets: "list[str] | str | None" = None) -> Any:
         import peft
 
         p = cfg.train.prefix

@@ -13,6 +13,8 @@ from verticalize.methods._registry import register
 from verticalize.methods.lora import Lora
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from verticalize.config import Config
     from verticalize.plan.arch import Arch
     from verticalize.plan.memory import Setting
@@ -29,25 +31,22 @@ class QLora(Lora):
     needs_cuda = True
     speed_factor = QLORA_SPEED_FACTOR
 
-    def check_supported(self, device: Any) -> None:
-        from verticalize.train.data import TrainError
-
+    def unsupported_reason(self, device: Any) -> str | None:
         if device.type != "cuda":
-            raise TrainError("train.method=qlora needs a CUDA GPU (4-bit weights through bitsandbytes); on this "
-                             "machine use train.method=lora")
+            return ("train.method=qlora needs a CUDA GPU (4-bit weights through bitsandbytes); on this machine use "
+                    "train.method=lora")
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise TrainError("train.method=qlora needs bitsandbytes: pip install 'verticalize[gpu]'") from None
+            return "train.method=qlora needs bitsandbytes: pip install 'verticalize[gpu]'"
+        return None
 
-    def load_base(self, cfg: "Config", precision: Any, device: Any) -> tuple[Any, Any]:
+    def load_base(self, cfg: "Config", precision: Any, device: Any, base_path: "Path") -> tuple[Any, Any]:
         import torch
         from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-        from verticalize.models import resolve_base
-
-        path = resolve_base(cfg.model)
+        path = base_path
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=torch.bfloat16)
         model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, dtype=torch.bfloat16,
@@ -58,9 +57,7 @@ class QLora(Lora):
         return model, tok
 
     def base_weight_bytes(self, arch: "Arch", s: "Setting") -> float:
-        from verticalize.plan.memory import layer_linear_params
-
-        quantized = arch.num_layers * layer_linear_params(arch)
+        quantized = arch.num_layers * arch.layer_linear_params()
         return quantized * NF4_BYTES_PER_PARAM + (arch.num_params - quantized) * 2.0
 
     def notes(self, s: "Setting", device_kind: str) -> list[str]:

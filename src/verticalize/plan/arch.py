@@ -68,6 +68,11 @@ class Arch:
     def attention_modules(self) -> tuple[str, ...]:
         return ("q_proj", "k_proj", "v_proj", "o_proj") if self.gated_mlp else ("query_key_value", "dense")
 
+    def layer_linear_params(self) -> int:
+        """Weights of the attention and MLP linear layers of one decoder layer."""
+        shapes = self.linear_shapes()
+        return sum(a * b for a, b in (shapes[m] for m in self.attention_modules() + self.mlp_modules()))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -16,21 +16,22 @@ without custom kernels; QLoRA × 0.7 for the dequantisation of every 4-bit weigh
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from verticalize.artifacts import RunDir
 from verticalize.config import Config
 from verticalize.methods import get as get_method
+from verticalize.models.catalog import get_spec
 from verticalize.plan.arch import Arch, resolve_arch
 from verticalize.plan.devices import GIB, DeviceProfile, get_profile
 from verticalize.plan.memory import MemoryBreakdown, Setting, memory_breakdown, trainable_params
+from verticalize.text import CJK_CHAR
 
 MFU = {"gpu": 0.35, "cpu": 0.30}
 DEFAULT_TOKENS_PER_EPOCH = 1_000_000
 COMPARE_METHODS = ("full", "lora", "qlora", "prefix")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 class DoesNotFitError(ValueError):
@@ -115,11 +116,7 @@ def _lora_targets(cfg: Config, arch: Arch) -> tuple[str, ...]:
     if isinstance(targets, list):
         return tuple(targets)
     if targets == "auto":
-        try:
-            from verticalize.models.catalog import get_spec
-            spec = get_spec(cfg.model.base)
-        except ImportError:
-            spec = None
+        spec = get_spec(cfg.model.base)
         if spec is not None:
             return tuple(spec.lora_targets)
     return arch.attention_modules() + arch.mlp_modules()
@@ -168,7 +165,7 @@ def training_tokens(cfg: Config, s: Setting) -> tuple[int, str]:
     if t.max_steps:
         n = t.max_steps * t.grad_accum * s.num_devices * s.tokens
         return n, f"train.max_steps={t.max_steps} × {s.tokens} tokens × grad_accum {t.grad_accum}"
-    train_file = Path(cfg.project.run_dir) / "data" / "train.jsonl"
+    train_file = RunDir(cfg.project.run_dir).dataset_split("train")
     if train_file.is_file():
         per_epoch = _approx_tokens(train_file)
         return int(per_epoch * t.epochs), f"{train_file} (≈{per_epoch:,} tokens/epoch) × {t.epochs:g} epochs"
@@ -182,7 +179,7 @@ def _approx_tokens(path: Path) -> int:
     total = 0.0
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            cjk = len(_CJK.findall(line))
+            cjk = len(CJK_CHAR.findall(line))
             total += cjk / 1.5 + (len(line) - cjk) / 4 + 20
     return int(total)
 

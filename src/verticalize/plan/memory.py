@@ -103,11 +103,6 @@ def trainable_params(arch: Arch, s: Setting) -> int:
     return get_method(s.method).trainable_params(arch, s)
 
 
-def layer_linear_params(arch: Arch) -> int:
-    shapes = arch.linear_shapes()
-    return sum(a * b for a, b in (shapes[m] for m in arch.attention_modules() + arch.mlp_modules()))
-
-
 # --------------------------------------------------------------------------------------------- states
 def state_bytes(arch: Arch, s: Setting, trainable: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes per device before ZeRO sharding of the activations."""
@@ -126,7 +121,7 @@ def state_bytes(arch: Arch, s: Setting, trainable: int) -> tuple[float, float, f
     if z >= 2:
         grads /= d
     if z >= 3:
-        gathered = 2 * layer_linear_params(arch) * (2.0 if s.precision != "fp32" else 4.0)
+        gathered = 2 * arch.layer_linear_params() * (2.0 if s.precision != "fp32" else 4.0)
         weights = weights / d + gathered
     if z == 0 and d > 1:
         grads *= 2  # DDP all-reduce buckets hold a second copy of the gradients

@@ -17,11 +17,16 @@ from typing import Any
 from verticalize.answering import PromptStyle
 from verticalize.artifacts import RunDir
 from verticalize.config import Config
+from verticalize.engine import EmbeddedEngine
+from verticalize.export.gguf import source_gguf_of
+from verticalize.kb import open_kb
+from verticalize.models import resolve_base
 from verticalize.pii import redact
 from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
-from verticalize.engine import EmbeddedEngine
 from verticalize.serve.feedback import FeedbackStore, export_seed_examples
+from verticalize.serve.llamacpp import LlamaCppEngine
 from verticalize.serve.quality import QualitySignals
+from verticalize.serve.vllm import VLLMEngine
 
 __all__ = ["Gateway", "GatewaySettings", "build_gateway", "create_app", "serve_run", "export_feedback",
            "feedback_db_path"]
@@ -40,8 +45,6 @@ def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
         engine = build_engine(cfg, run)
     kb = None
     if run.manifest("kb").is_file():
-        from verticalize.kb import open_kb
-
         kb = open_kb(run.kb_dir)
     style = PromptStyle.from_config(cfg)
     settings = GatewaySettings.from_config(cfg.serve, top_k=cfg.kb.top_k, style=style)
@@ -53,15 +56,9 @@ def build_gateway(cfg: Config, run: RunDir, engine: Any = None) -> Gateway:
 def build_engine(cfg: Config, run: RunDir) -> Any:
     """The engine named by serve.engine: embedded (in-process), llamacpp (exported GGUFs) or vllm (a server)."""
     if cfg.serve.engine == "llamacpp":
-        from verticalize.export.gguf import source_gguf_of
-        from verticalize.models import resolve_base
-        from verticalize.serve.llamacpp import LlamaCppEngine
-
         gguf_dir = Path(cfg.serve.gguf_dir) if cfg.serve.gguf_dir else run.export_dir("gguf")
         return LlamaCppEngine.from_run(cfg.serve, gguf_dir, _base_name(cfg), source_gguf_of(resolve_base(cfg.model)))
     if cfg.serve.engine == "vllm":
-        from verticalize.serve.vllm import VLLMEngine
-
         return VLLMEngine.from_config(cfg, _base_name(cfg))
     return EmbeddedEngine.from_run(cfg.model, run, base_name=_base_name(cfg),
                                    max_batch=cfg.serve.max_batch_size,

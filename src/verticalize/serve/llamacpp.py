@@ -13,10 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.engine import GenerationRequest, GenerationResult, TokenClock, _StopOnText
+from verticalize.engine_api import GenerationRequest, GenerationResult, StopOnText, TokenClock
 from verticalize.errors import UserError
-
-GGUF_NAME = "model.gguf"
+from verticalize.export.gguf import GGUF_NAME
 
 
 class LlamaCppUnavailable(UserError, FileNotFoundError):
@@ -110,7 +109,7 @@ class LlamaCppEngine:
     def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
         model = self._model(req.model)
         ids = model.prompt_ids(req)
-        cutter = _StopOnText(req.stop or [], on_text)
+        cutter = StopOnText(req.stop or [], on_text)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
         greedy = req.temperature <= 0
         n_new, ended = 0, False

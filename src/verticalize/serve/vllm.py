@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from verticalize.engine import GenerationRequest, GenerationResult, TokenClock
+from verticalize.engine_api import GenerationRequest, GenerationResult, TokenClock
 from verticalize.errors import UserError
 from verticalize.models import load_tokenizer, resolve_base
 

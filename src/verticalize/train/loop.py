@@ -148,131 +148,206 @@ def _write_shard_ids(run: StageRun, epoch_windows: Callable[[int], list], steps:
                    encoding="utf-8")
 
 
-def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> dict[str, Any]:
-    """Train one stage; returns its metrics. ``model`` is unwrapped; the best-validation weights are restored."""
-    from transformers import get_cosine_schedule_with_warmup
+@dataclass
+class LoopState:
+    """Where a stage's loop is: a checkpoint's ``state.json`` (the same keys) and what resume restores."""
 
-    t = cfg.train
-    rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
-    epoch_windows, total_steps = plan_steps(run, t, cfg.project.seed, rank, world)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=run.learning_rate, weight_decay=t.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
-    if getattr(acc.state, "deepspeed_plugin", None) is not None:
-        # No dataloader goes through accelerate (we plan batches ourselves): tell DeepSpeed the micro-batch size.
-        acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
-    wrapped, optimizer = acc.prepare(model, optimizer)
-    scaler = torch.amp.GradScaler(acc.device.type, enabled=precision.name == "fp16")
-    best_path = run.ckpt_dir.with_name(run.ckpt_dir.name + ".best.safetensors")
+    stage: str
+    fingerprint: str
+    step: int = 0
+    epoch: int = 0
+    window: int = 0
+    best_val: float | None = None
+    bad_evals: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    stopped: str | None = None
+    train_cpu_seconds: float = 0.0
+    last_loss: float | None = None
 
-    st = {"stage": run.name, "step": 0, "epoch": 0, "window": 0, "best_val": None, "bad_evals": 0,
-          "tokens": 0, "train_seconds": 0.0, "stopped": None, "fingerprint": run.fingerprint}
-    if run.resume and ckpt.read_state(run.ckpt_dir):
-        saved = ckpt.read_state(run.ckpt_dir)
-        if saved.get("fingerprint") != run.fingerprint:
-            raise TrainError(f"checkpoint {run.ckpt_dir} was written with another config or dataset; start again "
-                             f"without --resume")
-        st.update(ckpt.load_checkpoint(run.ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                       rank=rank, world=world))
-        if main:
-            run.log.truncate_after(run.name, st["step"])
-    else:
-        if main:
-            run.log.drop_stage(run.name)
-            best_path.unlink(missing_ok=True)
-        acc.wait_for_everyone()
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "step": self.step, "epoch": self.epoch, "window": self.window,
+                "best_val": self.best_val, "bad_evals": self.bad_evals, "tokens": self.tokens,
+                "train_seconds": self.train_seconds, "stopped": self.stopped, "fingerprint": self.fingerprint,
+                "train_cpu_seconds": self.train_cpu_seconds, "last_loss": self.last_loss}
 
-    def log(row: dict[str, Any]) -> None:
-        if main:
-            run.log.write({"stage": run.name, **row})
+    def update(self, saved: dict[str, Any]) -> None:
+        """Take the loop position a checkpoint recorded (its other keys, e.g. ``world_size``, are not state)."""
+        for name in self.to_json():
+            if name in saved:
+                setattr(self, name, saved[name])
 
-    def eval_and_track() -> bool:
-        """Evaluate; True when early stopping says stop."""
-        val = evaluate(wrapped if _params_sharded(acc) else model, run, t, acc, precision)
+
+class _StageLoop:
+    """One stage's training loop: the prepared model, optimizer and schedule, and its `LoopState`."""
+
+    def __init__(self, run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any):
+        from transformers import get_cosine_schedule_with_warmup
+
+        self.run, self.model, self.acc, self.precision, self.t = run, model, acc, precision, cfg.train
+        self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
+        self.epoch_windows, self.total_steps = plan_steps(run, self.t, cfg.project.seed, self.rank, self.world)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=run.learning_rate, weight_decay=self.t.weight_decay)
+        self.scheduler = get_cosine_schedule_with_warmup(optimizer, int(self.t.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
+        if getattr(acc.state, "deepspeed_plugin", None) is not None:
+            # No dataloader goes through accelerate (we plan batches ourselves): tell DeepSpeed the micro-batch size.
+            acc.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
+        self.wrapped, self.optimizer = acc.prepare(model, optimizer)
+        self.scaler = torch.amp.GradScaler(acc.device.type, enabled=precision.name == "fp16")
+        self.best_path = run.ckpt_dir.with_name(run.ckpt_dir.name + ".best.safetensors")
+        self.state = LoopState(stage=run.name, fingerprint=run.fingerprint)
+
+    # ----------------------------------------------------------------------------------------- start / resume
+    def resume_or_start(self) -> None:
+        """Resume from the stage's checkpoint (``run.resume``), else start clean: no old log rows, no old best."""
+        run = self.run
+        if run.resume and ckpt.read_state(run.ckpt_dir):
+            saved = ckpt.read_state(run.ckpt_dir)
+            if saved.get("fingerprint") != run.fingerprint:
+                raise TrainError(f"checkpoint {run.ckpt_dir} was written with another config or dataset; start "
+                                 f"again without --resume")
+            self.state.update(ckpt.load_checkpoint(run.ckpt_dir, model=self.model, optimizer=self.optimizer,
+                                                   scheduler=self.scheduler, rank=self.rank, world=self.world))
+            if self.main:
+                run.log.truncate_after(run.name, self.state.step)
+        else:
+            if self.main:
+                run.log.drop_stage(run.name)
+                self.best_path.unlink(missing_ok=True)
+            self.acc.wait_for_everyone()
+
+    def save(self) -> None:
+        ckpt.save_checkpoint(self.run.ckpt_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                             state=self.state.to_json(), rank=self.rank, world=self.world,
+                             barrier=self.acc.wait_for_everyone)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.main:
+            self.run.log.write({"stage": self.run.name, **row})
+
+    # ----------------------------------------------------------------------------------------- evaluate
+    def eval_and_track(self) -> bool:
+        """Evaluate; keep the best weights; True when early stopping says stop."""
+        st = self.state
+        val = evaluate(self.wrapped if _params_sharded(self.acc) else self.model, self.run, self.t, self.acc,
+                       self.precision)
         if val is None:
             return False
         if not math.isfinite(val):
-            raise DivergedError(f"stage '{run.name}': validation loss is {val} at step {st['step']}; lower "
+            raise DivergedError(f"stage '{self.run.name}': validation loss is {val} at step {st.step}; lower "
                                 f"train.learning_rate or use train.precision=fp32")
-        log({"step": st["step"], "epoch": st["epoch"], "val_loss": round(val, 6)})
-        if st["best_val"] is None or val < st["best_val"]:
-            st["best_val"], st["bad_evals"] = val, 0
-            if main:
-                ckpt.save_best(best_path, model)
-            acc.wait_for_everyone()
+        self.log({"step": st.step, "epoch": st.epoch, "val_loss": round(val, 6)})
+        if st.best_val is None or val < st.best_val:
+            st.best_val, st.bad_evals = val, 0
+            if self.main:
+                ckpt.save_best(self.best_path, self.model)
+            self.acc.wait_for_everyone()
         else:
-            st["bad_evals"] += 1
-        patience = t.early_stopping_patience
-        return bool(patience and st["bad_evals"] >= patience)
+            st.bad_evals += 1
+        patience = self.t.early_stopping_patience
+        return bool(patience and st.bad_evals >= patience)
 
-    if st["step"] == 0 and eval_and_track():
-        st["stopped"] = "early_stopping"
-    bar = _progress(total_steps, st["step"], run.name, main)
-    wrapped.train()
-    stop = st["stopped"] is not None or st["step"] >= total_steps
-    while not stop:
-        wins = epoch_windows(st["epoch"])
-        while st["window"] < len(wins) and not stop:
-            t0, c0 = time.perf_counter(), time.process_time()
-            window = wins[st["window"]]
-            n_targets = max(sum(b.n_targets for b in window), 1)
-            step_loss = torch.zeros((), dtype=torch.float64)
-            parts = [p for b in window for p in b.parts]
-            for j, part in enumerate(parts):
-                batch = collate(run.train, part, packing=run.packing, pad_id=run.pad_id)
-                # gradients are all-reduced once per optimizer step, on its last forward/backward
-                sync = contextlib.nullcontext() if j == len(parts) - 1 else acc.no_sync(wrapped)
-                with sync:
-                    with autocast(acc, precision):
-                        ls = loss_sum(wrapped, batch, run.n_virtual, acc.device)
-                    acc.backward(scaler.scale(ls / n_targets))
-                step_loss += ls.detach().double().cpu() / n_targets
-            scaler.unscale_(optimizer)
-            grad_norm = acc.clip_grad_norm_(wrapped.parameters(), t.max_grad_norm)
-            loss_val = float(acc.reduce(step_loss.to(acc.device), reduction="mean"))
-            gn = float(grad_norm) if grad_norm is not None else 0.0
-            # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers the scale)
-            if not math.isfinite(loss_val) or (not scaler.is_enabled() and not math.isfinite(gn)):
-                raise DivergedError(f"stage '{run.name}': training loss/gradient became non-finite (loss={loss_val}, "
-                                    f"grad_norm={gn}) at step {st['step'] + 1}; lower train.learning_rate, use "
-                                    f"train.precision=fp32, or check the data. Last checkpoint: {run.ckpt_dir}")
-            scaler.step(optimizer)  # fp16 only: skips a step whose gradients overflowed
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens = int(acc.reduce(torch.tensor(sum(b.n_tokens for b in window), device=acc.device),
-                                    reduction="sum"))
-            dt = time.perf_counter() - t0
-            st["step"] += 1
-            st["window"] += 1
-            st["tokens"] += tokens
-            st["train_seconds"] += dt
-            st["train_cpu_seconds"] = st.get("train_cpu_seconds", 0.0) + time.process_time() - c0
-            st["last_loss"] = loss_val
-            log({"step": st["step"], "epoch": st["epoch"], "loss": round(loss_val, 6), "grad_norm": round(gn, 4),
-                 "lr": scheduler.get_last_lr()[0], "tokens": tokens, "tokens_per_s": round(tokens / dt, 1)})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:.0f}")
-            epoch_end = st["window"] >= len(wins)
-            done = st["step"] >= total_steps
-            if (st["step"] % t.eval_every == 0 or epoch_end or done) and eval_and_track():
-                st["stopped"], stop = "early_stopping", True
-            if epoch_end:
-                st["epoch"], st["window"] = st["epoch"] + 1, 0
-            if done:
-                stop = True
-            elif not stop and st["step"] % t.save_every == 0:
-                ckpt.save_checkpoint(run.ckpt_dir, model=model, optimizer=optimizer, scheduler=scheduler, state=st,
-                                     rank=rank, world=world, barrier=acc.wait_for_everyone)
-            if run.on_step is not None:
-                run.on_step(run.name, st["step"])
-    bar.close()
-    _write_shard_ids(run, epoch_windows, st["step"], rank, world)
-    restored = ckpt.restore_best(best_path, model)
-    acc.wait_for_everyone()
-    return {"steps": st["step"], "total_steps": total_steps, "epochs_done": round(st["epoch"], 3),
-            "best_val_loss": st["best_val"], "restored_best": restored, "stopped": st["stopped"] or "completed",
-            "real_tokens": st["tokens"], TRAIN_SECONDS: round(st["train_seconds"], 3),  # eval's training_time_s
-            "train_cpu_seconds": round(st.get("train_cpu_seconds", 0.0), 3),
-            "tokens_per_s": round(st["tokens"] / max(st["train_seconds"], 1e-9), 1),
-            "final_train_loss": st.get("last_loss")}
+    # ----------------------------------------------------------------------------------------- train
+    def train(self) -> dict[str, Any]:
+        """Run the loop to the end (steps done, or early stopping); the best-validation weights are restored."""
+        st = self.state
+        if st.step == 0 and self.eval_and_track():
+            st.stopped = "early_stopping"
+        self.bar = _progress(self.total_steps, st.step, self.run.name, self.main)
+        self.wrapped.train()
+        stop = st.stopped is not None or st.step >= self.total_steps
+        while not stop:
+            wins = self.epoch_windows(st.epoch)
+            while st.window < len(wins) and not stop:
+                stop = self.step(wins)
+        self.bar.close()
+        _write_shard_ids(self.run, self.epoch_windows, st.step, self.rank, self.world)
+        restored = ckpt.restore_best(self.best_path, self.model)
+        self.acc.wait_for_everyone()
+        return self.metrics(restored)
+
+    def step(self, wins: list[list[Batch]]) -> bool:
+        """One optimizer step on the epoch's next window, its log row, then what is due; True to stop."""
+        st, acc = self.state, self.acc
+        t0, c0 = time.perf_counter(), time.process_time()
+        window = wins[st.window]
+        loss_val, gn = self.optimize(window)
+        tokens = int(acc.reduce(torch.tensor(sum(b.n_tokens for b in window), device=acc.device), reduction="sum"))
+        dt = time.perf_counter() - t0
+        st.step += 1
+        st.window += 1
+        st.tokens += tokens
+        st.train_seconds += dt
+        st.train_cpu_seconds += time.process_time() - c0
+        st.last_loss = loss_val
+        self.log({"step": st.step, "epoch": st.epoch, "loss": round(loss_val, 6), "grad_norm": round(gn, 4),
+                  "lr": self.scheduler.get_last_lr()[0], "tokens": tokens, "tokens_per_s": round(tokens / dt, 1)})
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tokens / dt:.0f}")
+        return self.after_step(epoch_end=st.window >= len(wins))
+
+    def optimize(self, window: list[Batch]) -> tuple[float, float]:
+        """Forward/backward over the window's micro-batches, clip, the NaN/inf guard, the optimizer step:
+        (loss per target token, gradient norm)."""
+        acc, run, wrapped = self.acc, self.run, self.wrapped
+        n_targets = max(sum(b.n_targets for b in window), 1)
+        step_loss = torch.zeros((), dtype=torch.float64)
+        parts = [p for b in window for p in b.parts]
+        for j, part in enumerate(parts):
+            batch = collate(run.train, part, packing=run.packing, pad_id=run.pad_id)
+            # gradients are all-reduced once per optimizer step, on its last forward/backward
+            sync = contextlib.nullcontext() if j == len(parts) - 1 else acc.no_sync(wrapped)
+            with sync:
+                with autocast(acc, self.precision):
+                    ls = loss_sum(wrapped, batch, run.n_virtual, acc.device)
+                acc.backward(self.scaler.scale(ls / n_targets))
+            step_loss += ls.detach().double().cpu() / n_targets
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = acc.clip_grad_norm_(wrapped.parameters(), self.t.max_grad_norm)
+        loss_val = float(acc.reduce(step_loss.to(acc.device), reduction="mean"))
+        gn = float(grad_norm) if grad_norm is not None else 0.0
+        # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers the scale)
+        if not math.isfinite(loss_val) or (not self.scaler.is_enabled() and not math.isfinite(gn)):
+            raise DivergedError(f"stage '{run.name}': training loss/gradient became non-finite (loss={loss_val}, "
+                                f"grad_norm={gn}) at step {self.state.step + 1}; lower train.learning_rate, use "
+                                f"train.precision=fp32, or check the data. Last checkpoint: {run.ckpt_dir}")
+        self.scaler.step(self.optimizer)  # fp16 only: skips a step whose gradients overflowed
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss_val, gn
+
+    def after_step(self, epoch_end: bool) -> bool:
+        """Evaluation (every ``eval_every``, at an epoch's end, at the last step), the epoch turn, the checkpoint
+        (every ``save_every``) and the step callback; True to stop."""
+        st, stop = self.state, False
+        done = st.step >= self.total_steps
+        if (st.step % self.t.eval_every == 0 or epoch_end or done) and self.eval_and_track():
+            st.stopped, stop = "early_stopping", True
+        if epoch_end:
+            st.epoch, st.window = st.epoch + 1, 0
+        if done:
+            stop = True
+        elif not stop and st.step % self.t.save_every == 0:
+            self.save()
+        if self.run.on_step is not None:
+            self.run.on_step(self.run.name, st.step)
+        return stop
+
+    def metrics(self, restored: bool) -> dict[str, Any]:
+        st = self.state
+        return {"steps": st.step, "total_steps": self.total_steps, "epochs_done": round(st.epoch, 3),
+                "best_val_loss": st.best_val, "restored_best": restored, "stopped": st.stopped or "completed",
+                "real_tokens": st.tokens, TRAIN_SECONDS: round(st.train_seconds, 3),  # eval's training_time_s
+                "train_cpu_seconds": round(st.train_cpu_seconds, 3),
+                "tokens_per_s": round(st.tokens / max(st.train_seconds, 1e-9), 1),
+                "final_train_loss": st.last_loss}
+
+
+def run_stage(run: StageRun, model: Any, cfg: Any, acc: Any, precision: Any) -> dict[str, Any]:
+    """Train one stage; returns its metrics. ``model`` is unwrapped; the best-validation weights are restored."""
+    loop = _StageLoop(run, model, cfg, acc, precision)
+    loop.resume_or_start()
+    return loop.train()

@@ -22,8 +22,11 @@ from typing import Any
 import torch
 
 from verticalize.config import Config, TrainConfig
+from verticalize.methods import Method
 from verticalize.methods import get as get_method
 from verticalize.methods import methods as registered_methods
+from verticalize.models import bf16_supported, load_base, resolve_base
+from verticalize.models.catalog import get_spec
 from verticalize.train.data import TrainError
 
 # Views of the registry (verticalize.methods), for callers that want names.
@@ -40,7 +43,6 @@ class Precision:
 
 
 def cpu_has_bf16() -> bool:
-    from verticalize.models import bf16_supported
     return bf16_supported()
 
 
@@ -63,7 +65,13 @@ def resolve_precision(train_cfg: TrainConfig, device: torch.device) -> Precision
 
 def check_method_supported(train_cfg: TrainConfig, device: torch.device) -> None:
     """Refuse impossible settings before any weights are loaded."""
-    get_method(train_cfg.method).check_supported(device)
+    _refuse_unsupported(get_method(train_cfg.method), device)
+
+
+def _refuse_unsupported(method: Method, device: torch.device) -> None:
+    reason = method.unsupported_reason(device)
+    if reason:
+        raise TrainError(reason)
 
 
 def lora_targets(cfg: Config) -> list[str] | str | None:
@@ -72,7 +80,6 @@ def lora_targets(cfg: Config) -> list[str] | str | None:
     if targets != "auto":
         return targets
     try:
-        from verticalize.models.catalog import get_spec
         spec = get_spec(cfg.model.base)
         if spec is not None and getattr(spec, "lora_targets", None):
             return list(spec.lora_targets)
@@ -85,7 +92,7 @@ def _peft_config(cfg: Config, base_path: Path | None) -> Any:
     method = get_method(cfg.train.method)
     if not method.peft:
         raise TrainError(f"train.method={method.name} is not a PEFT method")
-    return method.peft_config(cfg, base_path)
+    return method.peft_config(cfg, base_path, targets=lora_targets(cfg))
 
 
 def layering(method: str) -> str:
@@ -95,11 +102,9 @@ def layering(method: str) -> str:
 def build_model(cfg: Config, precision: Precision, device: torch.device,
                 parents: list[Path] | tuple[Path, ...] = ()) -> tuple[Any, Any, dict[str, Any]]:
     """(model ready to train, tokenizer, parameter counts). ``parents``: earlier stages' outputs, root first."""
-    from verticalize.models import load_base, resolve_base
-
     t = cfg.train
     method = get_method(t.method)
-    method.check_supported(device)
+    _refuse_unsupported(method, device)
     parent = parents[-1] if parents else None
     if method.trains_base:
         if parent is not None:
@@ -111,13 +116,15 @@ def build_model(cfg: Config, precision: Precision, device: torch.device,
         model.requires_grad_(True)
     else:
         import peft
-        model, tok = method.load_base(cfg, precision, device)
+        base_path = resolve_base(cfg.model)
+        loaded = method.load_base(cfg, precision, device, base_path)
+        model, tok = loaded if loaded is not None else load_base(cfg.model, dtype=precision.base_dtype)
         if parent is not None and not method.merges:
             model = peft.PeftModel.from_pretrained(model, parent, is_trainable=True)
         else:
             for p in parents:
                 model = peft.PeftModel.from_pretrained(model, p).merge_and_unload()
-            model = peft.get_peft_model(model, _peft_config(cfg, resolve_base(cfg.model)))
+            model = peft.get_peft_model(model, _peft_config(cfg, base_path))
     if t.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if method.peft and hasattr(model, "enable_input_require_grads"):

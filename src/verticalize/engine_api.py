@@ -1,0 +1,97 @@
+"""What every engine speaks: a generation request, its result, the ``Engine`` interface, and the two helpers
+every engine uses while it streams (``TokenClock`` for time to first token and the gaps between tokens,
+``StopOnText`` for cutting the output at a stop string).
+
+The embedded engine (``engine.py``), its batch scheduler (``batching.py``) and the served engines
+(``serve/llamacpp.py``, ``serve/vllm.py``) import these from here, so the dependency between them is one-way:
+engine -> batching -> engine_api.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+
+@dataclass
+class GenerationRequest:
+    model: str                       # an adapter name, or the base model's served name
+    messages: list[dict[str, str]] | None = None   # chat form (rendered with the chat template)
+    prompt: str | None = None        # raw completion form
+    max_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str               # "stop" | "length"
+    time_to_first_token: float | None = None
+    inter_token_latencies: list[float] = field(default_factory=list)
+
+
+class Engine(Protocol):
+    base_name: str
+
+    def model_names(self) -> list[str]: ...
+
+    def count_prompt_tokens(self, req: GenerationRequest) -> int: ...
+
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
+        """Generate; ``on_text`` receives text pieces as they are decoded (streaming)."""
+        ...
+
+
+class TokenClock:
+    """Time to first token and the gaps between tokens, as every engine reports them."""
+
+    def __init__(self, started: float | None = None):
+        self.started = started if started is not None else time.perf_counter()
+        self.first: float | None = None  # seconds from start to the first token
+        self.gaps: list[float] = []
+        self._last = self.started
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now - self.started
+        else:
+            self.gaps.append(now - self._last)
+        self._last = now
+
+
+class StopOnText:
+    """Cuts the output at the first stop string; emits only text that can no longer become a stop string."""
+
+    def __init__(self, stops: list[str], sink: Callable[[str], None] | None):
+        self.stops = stops
+        self.sink = sink
+        self.text = ""
+        self.emitted = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> None:
+        if self.stopped:
+            return
+        self.text += piece
+        for s in self.stops:
+            idx = self.text.find(s)
+            if idx >= 0:
+                self.text = self.text[:idx]
+                self.stopped = True
+        hold = 0 if self.stopped else max((len(s) - 1 for s in self.stops), default=0)
+        ready = len(self.text) - hold
+        if self.sink and ready > self.emitted:
+            self.sink(self.text[self.emitted:ready])
+            self.emitted = ready
+
+    def finish(self) -> None:
+        if self.sink and len(self.text) > self.emitted:
+            self.sink(self.text[self.emitted:])
+            self.emitted = len(self.text)
