@@ -90,7 +90,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.proc.stdout.read()}")
             try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/ready", timeout=1, headers=self.auth).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.3)
@@ -100,6 +100,11 @@ class ServerProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """The Authorization header for the key (/ready and /metrics need it when one is set)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def client(self, key: str | None = None):
         import openai

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 
 from verticalize.errors import UserError
 
-STAGES = ("ingest", "kb", "data", "train", "eval", "report", "export", "feedback")
+STAGES = ("ingest", "kb", "data", "train", "eval", "report", "export", "feedback", "iteration")
 
 MANIFEST = "manifest.json"
 ADAPTER_META = "verticalize_adapter.json"  # per stage adapter: name, method, parent, layering, metrics, complete
@@ -107,10 +107,52 @@ class RunDir:
     def feedback_seed(self) -> Path:  # serve (feedback export) → data (`verticalize run --iterate` seed data)
         return self.stage("feedback") / "seed.jsonl"
 
+    @property
+    def iteration_seed(self) -> Path:  # pipeline (`run --iterate`) → data (this version's feedback seed data)
+        return self.stage("iteration") / "seed.jsonl"
+
     def ensure(self, name: str) -> Path:
         path = self.stage(name)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+# --------------------------------------------------------------------------------------------- run versions
+# `verticalize run --iterate` never retrains a run in place (a server may be reading its adapters): it writes the
+# next version beside it. A run family is ``DIR/NAME`` (version 1) and ``DIR/NAME.v2``, ``DIR/NAME.v3``, ...
+_VERSION_SUFFIX = ".v"
+
+
+def run_family(root: str | Path) -> tuple[Path, str, int]:
+    """(parent directory, family name, version) of a run directory: ``runs/x.v3`` → (runs, x, 3); ``runs/x`` → 1."""
+    path = Path(root).resolve()
+    name, sep, number = path.name.rpartition(_VERSION_SUFFIX)
+    if sep and name and number.isdigit() and int(number) >= 2:
+        return path.parent, name, int(number)
+    return path.parent, path.name, 1
+
+
+def run_version_dir(parent: Path, name: str, version: int) -> Path:
+    return parent / (name if version == 1 else f"{name}{_VERSION_SUFFIX}{version}")
+
+
+def run_versions(root: str | Path) -> list[tuple[int, Path]]:
+    """Every existing version of ``root``'s family, oldest first."""
+    parent, name, _ = run_family(root)
+    found = [(1, parent / name)] if (parent / name).is_dir() else []
+    if parent.is_dir():
+        for d in parent.iterdir():
+            p, n, v = run_family(d)
+            if v > 1 and n == name and d.is_dir():
+                found.append((v, d))
+    return sorted(found)
+
+
+def next_run_version(root: str | Path) -> Path:
+    """The directory of the next version of ``root``'s family: one past the newest that exists."""
+    parent, name, version = run_family(root)
+    newest = max([version, *(v for v, _ in run_versions(root))])
+    return run_version_dir(parent, name, newest + 1)
 
 
 def library_versions() -> dict[str, str]:

@@ -4,7 +4,14 @@ One worker thread owns the model. It takes the first waiting request, waits `win
 compatible request in one `generate` call with left padding. Requests for *different* adapters share a batch when
 every loaded adapter is LoRA-family: PEFT then routes each row through its own adapter (`adapter_names`, with
 `__base__` for the base model). Requests that cannot share (another sampling setting, a fixed seed, prefix or
-prompt tuning adapters) wait for the next batch. Streaming works per row: `_RowStreamer` splits each step's tokens.
+prompt tuning adapters) wait for the next batch.
+
+Each row ends on its own: `_BatchRows` is the `generate` call's stopping criterion and, at every decode step,
+takes each running row's new token, decodes it into the row's stop-string cutter (`StopOnText`, which also streams
+the text) and ends the row on end of sequence, a stop string, its own `max_tokens` or its request's
+`Cancellation`. An ended row's result goes back to its caller at that step; Transformers feeds it padding until
+the whole batch has ended (a `generate` call cannot drop a row), and the call returns when the last row ends, not
+at the batch's largest `max_tokens`. A cancelled request still waiting in the queue never runs.
 """
 
 from __future__ import annotations
@@ -12,11 +19,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.engine_api import GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import Cancellation, GenerationResult, StopOnText, TokenClock
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -26,6 +33,7 @@ class _Job:
     req: Any                      # GenerationRequest
     ids: list[int]
     on_text: Callable[[str], None] | None
+    cancel: Cancellation | None = None
     future: Future = field(default_factory=Future)
 
     def batch_key(self) -> tuple[Any, ...]:
@@ -35,47 +43,86 @@ class _Job:
         return (self.req.temperature, self.req.top_p if self.req.temperature > 0 else None)
 
 
-class _RowStreamer:
-    """A transformers streamer for a batch: decodes each row incrementally and feeds its stop-string cutter."""
+class _Row:
+    """One request in a batch: its new tokens, decoded incrementally into its stop-string cutter, until it ends."""
 
-    def __init__(self, tokenizer: Any, cutters: list[Any], eos_ids: set[int], limits: list[int]):
+    def __init__(self, job: _Job, tokenizer: Any, eos_ids: set[int], started: float):
+        self.job = job
         self.tokenizer = tokenizer
-        self.cutters = cutters
         self.eos_ids = eos_ids
-        self.limits = limits  # each row's own max_tokens (the batch generates up to the largest)
-        self.tokens: list[list[int]] = [[] for _ in cutters]
-        self.printed = [0] * len(cutters)
-        self.done = [False] * len(cutters)
-        self.ended_by_eos = [False] * len(cutters)
-        started = time.perf_counter()
-        self.clocks = [TokenClock(started) for _ in cutters]
-        self._prompt_seen = False
+        self.limit = job.req.max_tokens  # the batch generates up to the largest; this row stops at its own
+        self.cutter = StopOnText(job.req.stop or [], self._sink if job.on_text else None)
+        self.tokens: list[int] = []
+        self.printed = 0
+        self.clock = TokenClock(started)
+        self.ended_by_eos = False
+        self.sink_failed = False   # the caller's on_text raised: it cannot take more text, so the row ends
+        self.result: GenerationResult | None = None
 
-    def put(self, value: Any) -> None:
-        if not self._prompt_seen:  # generate() first reports the prompt
-            self._prompt_seen = True
-            return
-        for row, token in enumerate(value.reshape(-1).tolist()):
-            if self.done[row]:
-                continue
-            if token in self.eos_ids:
-                self.done[row] = self.ended_by_eos[row] = True
-                continue
-            self.clocks[row].tick()
-            self.tokens[row].append(token)
-            self.done[row] = len(self.tokens[row]) >= self.limits[row]
-            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
-                continue
-            self.cutters[row].feed(text[self.printed[row]:])
-            self.printed[row] = len(text)
+    def _sink(self, text: str) -> None:
+        try:
+            self.job.on_text(text)  # type: ignore[misc]
+        except Exception:  # one broken consumer ends its own row, never the batch
+            self.sink_failed = True
 
-    def end(self) -> None:
-        for row, cutter in enumerate(self.cutters):
-            cut = not self.ended_by_eos[row] and len(self.tokens[row]) >= self.limits[row]
-            text = decode_whole_chars(self.tokenizer, self.tokens[row], cut=cut)
-            cutter.feed(text[self.printed[row]:])
-            self.printed[row] = len(text)
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    def step(self, token: int) -> bool:
+        """Take this step's token; True when the row has ended."""
+        if self.sink_failed or (self.job.cancel is not None and self.job.cancel.cancelled):
+            self.end("cancelled")
+        elif token in self.eos_ids:
+            self.ended_by_eos = True
+            self.end("stop")
+        else:
+            self.clock.tick()
+            self.tokens.append(token)
+            text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # else an incomplete multi-byte character: wait for the next token
+                self.cutter.feed(text[self.printed:])
+                self.printed = len(text)
+            if self.cutter.stopped:
+                self.end("stop")
+            elif len(self.tokens) >= self.limit:
+                self.end("length")
+        return self.done
+
+    def end(self, finish: str) -> GenerationResult:
+        """The row's result (the rest of its text through the cutter), handed to its caller now."""
+        if self.result is None:
+            text = decode_whole_chars(self.tokenizer, self.tokens, cut=not self.ended_by_eos)
+            self.cutter.feed(text[self.printed:])
+            self.printed = len(text)
+            self.cutter.finish()
+            if finish == "length" and self.cutter.stopped:  # the stop string was in the last, held-back characters
+                finish = "stop"
+            n_new = len(self.tokens) + (1 if self.ended_by_eos else 0)  # the end-of-turn token counts, as in HF
+            self.result = GenerationResult(self.cutter.text, len(self.job.ids), n_new, finish, self.clock.first,
+                                           self.clock.gaps)
+            if not self.job.future.done():
+                self.job.future.set_result(self.result)
+        return self.result
+
+
+class _BatchRows:
+    """The stopping criterion of one ``generate`` call: every running row takes its new token each decode step;
+    a row that ended reports True (Transformers then stops it, and ends the call once every row has)."""
+
+    def __init__(self, scheduler: "BatchScheduler", rows: list[_Row]):
+        self.scheduler = scheduler
+        self.rows = rows
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.scheduler.decode_steps += 1
+        for row, token in zip(self.rows, input_ids[:, -1].tolist()):
+            if not row.done:
+                row.step(token)
+        self.scheduler.rows_generating = sum(not r.done for r in self.rows)
+        return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
 def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
@@ -97,14 +144,42 @@ class BatchScheduler:
         self.window_s = window_s
         self._queue: queue.Queue[_Job] = queue.Queue()
         self._held: list[_Job] = []  # taken from the queue but not compatible with the last batch
+        self._lock = threading.Lock()
+        # What tests and operators read: batches and rows run, decode steps (one per generate() step of a batch),
+        # requests inside submit() now (queued or generating) and the most ever at once, rows of the current batch
+        # still generating, and requests cancelled (before they ran, or mid-generation).
         self.batches_run = 0
         self.rows_run = 0
+        self.decode_steps = 0
+        self.active = 0
+        self.peak_active = 0
+        self.rows_generating = 0
+        self.cancelled = 0
         threading.Thread(target=self._loop, name="verticalize-batcher", daemon=True).start()
 
-    def submit(self, req: Any, ids: list[int], on_text: Callable[[str], None] | None) -> Any:
-        job = _Job(req, ids, on_text)
-        self._queue.put(job)
-        return job.future.result()
+    def submit(self, req: Any, ids: list[int], on_text: Callable[[str], None] | None,
+               cancel: Cancellation | None = None) -> Any:
+        """Generate one request in the next batch it fits; returns when its row has ended (or, cancelled while it
+        still waited, at once: it never runs)."""
+        job = _Job(req, ids, on_text, cancel)
+        with self._lock:
+            self.active += 1
+            self.peak_active = max(self.peak_active, self.active)
+        try:
+            if cancel is not None:
+                cancel.on_cancel(job.future.cancel)  # only a queued job's future can be cancelled
+            self._queue.put(job)
+            try:
+                result = job.future.result()
+            except CancelledError:
+                result = GenerationResult("", len(ids), 0, "cancelled")
+            if result.finish_reason == "cancelled":
+                with self._lock:
+                    self.cancelled += 1
+            return result
+        finally:
+            with self._lock:
+                self.active -= 1
 
     # ------------------------------------------------------------------------------------------ worker
     def _next_batch(self) -> list[_Job]:
@@ -119,39 +194,51 @@ class BatchScheduler:
                 break
             if remaining <= 0:
                 break
+        candidates = [job for job in candidates if not job.future.cancelled()]
+        if not candidates:
+            return []
+        first = candidates[0]
         batch, rest = [], []
         for job in candidates:
             fits = (len(batch) < self.max_batch and job.batch_key() == first.batch_key()
                     and self.engine.can_share_batch(first.req.model, job.req.model))
             (batch if fits else rest).append(job)
         self._held = rest + self._held
-        return batch
+        # From here a job can no longer be cancelled in the queue (its row checks its Cancellation instead).
+        return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
+            if not batch:
+                continue
             try:
-                results = self._run(batch)
+                self._run(batch)
             except BaseException as e:  # every waiting request gets the error, the worker lives on
                 for job in batch:
-                    job.future.set_exception(e)
-                continue
-            for job, result in zip(batch, results):
-                job.future.set_result(result)
+                    if not job.future.done():
+                        job.future.set_exception(e)
+            finally:
+                self.rows_generating = 0
 
-    def _run(self, batch: list[_Job]) -> list[Any]:
+    def _run(self, batch: list[_Job]) -> list[GenerationResult]:
         import torch
+        from transformers import StoppingCriteriaList
 
         tok = self.engine.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         width = max(len(j.ids) for j in batch)
         input_ids = torch.tensor([[pad] * (width - len(j.ids)) + j.ids for j in batch])
         attention = torch.tensor([[0] * (width - len(j.ids)) + [1] * len(j.ids) for j in batch])
-        cutters = [StopOnText(j.req.stop or [], j.on_text) for j in batch]
         eos = self.engine.eos_ids()
-        streamer = _RowStreamer(tok, cutters, eos, [j.req.max_tokens for j in batch])
+        started = time.perf_counter()
+        rows = [_Row(job, tok, eos, started) for job in batch]
+        self.rows_generating = len(rows)
+        self.batches_run += 1  # counted as it starts: a row's caller may have its answer before generate() returns
+        self.rows_run += len(batch)
         req = batch[0].req
-        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=attention, streamer=streamer,
+        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=attention,
+                                      stopping_criteria=StoppingCriteriaList([_BatchRows(self, rows)]),
                                       max_new_tokens=max(j.req.max_tokens for j in batch), pad_token_id=pad)
         if req.temperature > 0:
             kwargs.update(do_sample=True, temperature=req.temperature, top_p=req.top_p)
@@ -161,16 +248,6 @@ class BatchScheduler:
             if req.seed is not None:
                 torch.manual_seed(req.seed)
             self.engine.generate_rows([j.req.model for j in batch], kwargs)
-        streamer.end()
-        self.batches_run += 1
-        self.rows_run += len(batch)
-        results = []
-        for row, job in enumerate(batch):
-            cutter = cutters[row]
-            cutter.finish()
-            eos_ended = streamer.ended_by_eos[row]
-            n_new = len(streamer.tokens[row]) + (1 if eos_ended else 0)  # the end-of-turn token counts, as in HF
-            finish = "stop" if cutter.stopped or eos_ended else "length"
-            clock = streamer.clocks[row]
-            results.append(GenerationResult(cutter.text, len(job.ids), n_new, finish, clock.first, clock.gaps))
-        return results
+        # Every row ends inside generate() (its own max_tokens is at most the call's); one still open here was ended
+        # by a criterion of Transformers' own (the model's generation config): it ran out of length.
+        return [row.result if row.result is not None else row.end("length") for row in rows]

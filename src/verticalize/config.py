@@ -286,9 +286,29 @@ class ServeConfig(Section):
     port: int = Field(8000, ge=1, le=65535, description="Port.")
     engine: Literal["embedded", "llamacpp", "vllm"] = Field("embedded", description="Inference engine.")
     api_key_env: str = Field("VERTICALIZE_API_KEY", description="Env var with the accepted API key(s), "
-                                                                "comma-separated; unset = no auth.")
+                                                                "comma-separated; unset = no auth, and then "
+                                                                "`serve` binds only a loopback address unless "
+                                                                "--insecure.")
+    review_key_env: str = Field("VERTICALIZE_REVIEW_KEY", description="Env var with the key(s) that may use the "
+                                "feedback review API and /admin/reload, comma-separated; unset = any API key.")
     max_prompt_tokens: int = Field(2048, ge=1, description="Longest accepted prompt.")
     max_output_tokens: int = Field(512, ge=1, description="Largest accepted max_tokens.")
+    max_body_bytes: int = Field(1_000_000, ge=0, description="Largest accepted request body in bytes, checked from "
+                                                             "Content-Length and while a chunked body is read; "
+                                                             "more gets 413 before any work (0: no limit).")
+    max_messages: int = Field(256, ge=1, description="Most messages in one chat request; more gets 400.")
+    max_message_chars: int = Field(65536, ge=1, description="Longest single message (or completion prompt) in "
+                                                            "characters; longer gets 400.")
+    max_stop: int = Field(4, ge=0, description="Most stop sequences in one request (OpenAI's limit is 4).")
+    max_stop_chars: int = Field(256, ge=1, description="Longest stop sequence in characters.")
+    max_chars_per_token: float = Field(16.0, ge=0, description="The character pre-check: a prompt of more than "
+                                       "max_prompt_tokens × this many characters is refused (400, "
+                                       "context_length_exceeded) before retrieval or tokenising; a token covers "
+                                       "fewer characters than this on any ordinary text, so nothing that fits is "
+                                       "refused (0: off, tokenise everything).")
+    protect_metrics: bool = Field(True, description="With an API key set: /metrics and /ready need the key too "
+                                                    "(/health stays open for liveness probes). Without a key "
+                                                    "nothing is protected.")
     max_concurrency: int = Field(4, ge=1, description="Requests generating at once.")
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")

@@ -15,13 +15,13 @@ from typing import Any, Callable
 
 from verticalize.artifacts import ADAPTER_META, RunDir, read_adapters
 from verticalize.batching import BatchScheduler
-from verticalize.engine_api import Engine, GenerationRequest, GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import Cancellation, Engine, GenerationRequest, GenerationResult, StopOnText, TokenClock
 from verticalize.models import load_base
 
 BASE_MODEL_ALIAS = "base"
 
-__all__ = ["BASE_MODEL_ALIAS", "EmbeddedEngine", "Engine", "GenerationRequest", "GenerationResult", "StopOnText",
-           "TokenClock", "adapter_info", "layered_stacks"]
+__all__ = ["BASE_MODEL_ALIAS", "Cancellation", "EmbeddedEngine", "Engine", "GenerationRequest", "GenerationResult",
+           "StopOnText", "TokenClock", "adapter_info", "layered_stacks"]
 
 
 def adapter_info(adapter_dir: Path) -> dict[str, Any]:
@@ -105,8 +105,11 @@ class EmbeddedEngine:
     def count_prompt_tokens(self, req: GenerationRequest) -> int:
         return len(self._prompt_ids(req))
 
-    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
-        return self.scheduler.submit(req, self._prompt_ids(req), on_text)
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        """Generated in the next batch it fits; its row ends at end of sequence, a stop string, its max_tokens or
+        ``cancel`` (see batching.py)."""
+        return self.scheduler.submit(req, self._prompt_ids(req), on_text, cancel)
 
     # ------------------------------------------------------------------------------------------ for the scheduler
     def eos_ids(self) -> set[int]:

@@ -1,6 +1,7 @@
-"""What every engine speaks: a generation request, its result, the ``Engine`` interface, and the two helpers
-every engine uses while it streams (``TokenClock`` for time to first token and the gaps between tokens,
-``StopOnText`` for cutting the output at a stop string).
+"""What every engine speaks: a generation request, its result, the ``Engine`` interface, the ``Cancellation`` a
+caller hands in to stop a generation it gave up on, and the two helpers every engine uses while it streams
+(``TokenClock`` for time to first token and the gaps between tokens, ``StopOnText`` for cutting the output at a
+stop string).
 
 The embedded engine (``engine.py``), its batch scheduler (``batching.py``) and the served engines
 (``serve/llamacpp.py``, ``serve/vllm.py``) import these from here, so the dependency between them is one-way:
@@ -9,6 +10,7 @@ engine -> batching -> engine_api.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -31,9 +33,41 @@ class GenerationResult:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str               # "stop" | "length"
+    finish_reason: str               # "stop" | "length" | "cancelled" (the caller gave up: see Cancellation)
     time_to_first_token: float | None = None
     inter_token_latencies: list[float] = field(default_factory=list)
+
+
+class Cancellation:
+    """Set by a caller that gave up on a request (it timed out, its client went away); the engine checks it at
+    every decode step and ends that request's generation there (``finish_reason="cancelled"``), so a request the
+    gateway no longer waits for stops costing decode steps. Callbacks run once, on the first ``cancel()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._callbacks: list[Callable[[], object]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` when cancelled (at once if it already is)."""
+        with self._lock:
+            if not self._cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 class Engine(Protocol):
@@ -43,8 +77,11 @@ class Engine(Protocol):
 
     def count_prompt_tokens(self, req: GenerationRequest) -> int: ...
 
-    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
-        """Generate; ``on_text`` receives text pieces as they are decoded (streaming)."""
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        """Generate until end of sequence, a stop string (both end generation, not only the text) or
+        ``max_tokens``; ``on_text`` receives text pieces as they are decoded (streaming); a set ``cancel`` ends
+        it early, and ``generate`` returns only once the engine has stopped working on the request."""
         ...
 
 

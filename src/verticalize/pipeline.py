@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from verticalize import data, evaluate, ingest, kb, train
-from verticalize.artifacts import RunDir, file_fingerprint, fingerprint, write_json
+from verticalize.artifacts import (RunDir, file_fingerprint, fingerprint, next_run_version, run_family, run_versions,
+                                   write_json, write_jsonl)
 from verticalize.config import Config
+from verticalize.errors import UserError
+from verticalize.serve.feedback import FeedbackStore, seed_examples
 
 
 @dataclass
@@ -148,3 +152,114 @@ class Pipeline:
 
 def run_pipeline(cfg: Config, **kwargs: Any) -> PipelineResult:
     return Pipeline(cfg, **kwargs).execute()
+
+
+# --------------------------------------------------------------------------------------------- iterations
+# `verticalize run --iterate` retrains on reviewed feedback into a NEW version of the run (RUN.v2, RUN.v3, ... beside
+# RUN; see artifacts.run_family): the served version is never retrained, rewritten or deleted. The new version
+# starts with copies of the source's ingest/ and kb/ (and their pipeline keys, so they stay cached while the
+# documents and their settings are unchanged), and gets the approved feedback of the whole lineage as seed data.
+REUSED_STAGES = ("ingest", "kb")
+
+
+@dataclass
+class Iteration:
+    source: RunDir
+    target: RunDir
+    version: int
+    counts: dict[str, int]
+    resumed: bool = False
+
+
+def _iteration_info(run: RunDir) -> dict[str, Any] | None:
+    path = run.manifest("iteration")
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _complete(run: RunDir) -> bool:
+    info = _iteration_info(run)
+    return run.manifest("train").is_file() and (info is None or bool(info.get("complete")))
+
+
+def iteration_source(run_dir: str | Path) -> RunDir:
+    """The version an iteration starts from: the newest complete version of ``run_dir``'s family."""
+    versions = run_versions(run_dir)
+    if not versions:
+        raise UserError(f"--iterate: no run at {run_dir}; run `verticalize run` (and serve it) first")
+    complete = [path for _, path in versions if _complete(RunDir(path))]
+    return RunDir(complete[-1] if complete else versions[0][1])
+
+
+def lineage(run: RunDir) -> list[RunDir]:
+    """``run`` and the versions it was iterated from, newest first."""
+    out, seen = [run], {run.root.resolve()}
+    while (info := _iteration_info(out[-1])) and info.get("source"):
+        src = RunDir(info["source"])
+        if src.root.resolve() in seen or not src.root.is_dir():
+            break
+        seen.add(src.root.resolve())
+        out.append(src)
+    return out
+
+
+def approved_feedback(runs: list[RunDir], *, min_rating: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The seed examples of the approved feedback in every store of ``runs`` (newest first; one example per
+    response, the newest store's winning), and the summed counts."""
+    merged: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    stores = [r.feedback_db for r in runs if r.feedback_db.is_file()]
+    if not stores:
+        raise UserError(f"--iterate: no feedback store in {', '.join(str(r.root) for r in runs)}; serve the run, "
+                        f"collect feedback and review it (`verticalize feedback review RUN`) first")
+    for db in reversed(stores):  # oldest first: a newer store's example replaces an older one's
+        examples, c = seed_examples(FeedbackStore(db), min_rating=min_rating)
+        merged.update({ex["id"]: ex for ex in examples})
+        for k, v in c.items():
+            counts[k] = counts.get(k, 0) + v
+    counts["exported"] = len(merged)
+    return list(merged.values()), counts
+
+
+def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
+    """Create (or resume) the next version of ``cfg.project.run_dir``'s family; returns the config that trains it
+    (its run_dir the new version, the approved feedback added to ``project.seed_data``) and what was done."""
+    source = iteration_source(cfg.project.run_dir)
+    examples, counts = approved_feedback(lineage(source))
+    if not examples:
+        raise UserError(f"--iterate: no approved feedback for {source.root} ({counts.get('pending', 0)} pending, "
+                        f"{counts.get('rejected', 0)} rejected); review it with `verticalize feedback review "
+                        f"{source.root}` first")
+    newest = RunDir(run_versions(source.root)[-1][1])
+    info = _iteration_info(newest)
+    resumed = bool(newest.root != source.root and info and not info.get("complete")
+                   and Path(info.get("source", "")) == source.root.resolve())
+    target = newest if resumed else RunDir(next_run_version(source.root))
+    target.root.mkdir(parents=True, exist_ok=True)
+    source_state = (json.loads((source.root / "pipeline.json").read_text(encoding="utf-8"))
+                    if (source.root / "pipeline.json").is_file() else {})
+    state_path = target.root / "pipeline.json"
+    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    for stage in REUSED_STAGES:  # copies, never links: a rerun in the new version must not write into the old
+        if stage in source_state and source.manifest(stage).is_file() and not target.stage(stage).exists():
+            shutil.copytree(source.stage(stage), target.stage(stage))
+            state.setdefault(stage, source_state[stage])
+    write_json(state_path, state)
+    write_jsonl(target.iteration_seed, examples)
+    version = run_family(target.root)[2]
+    write_json(target.manifest("iteration"), {
+        "stage": "iteration", "source": str(source.root.resolve()), "version": version,
+        "lineage": [str(r.root.resolve()) for r in lineage(source)], "counts": counts, "created": time.time(),
+        "complete": False})
+    cfg = cfg.model_copy(deep=True)
+    cfg.project.run_dir = str(target.root)
+    cfg.project.seed_data = [*cfg.project.seed_data, str(target.iteration_seed)]
+    return cfg, Iteration(source, target, version, counts, resumed)
+
+
+def run_iteration(cfg: Config, **kwargs: Any) -> tuple[PipelineResult, Iteration]:
+    """`verticalize run --iterate`: the next version of the run, trained with the approved feedback."""
+    cfg, it = prepare_iteration(cfg)
+    result = run_pipeline(cfg, **kwargs)
+    info = _iteration_info(it.target) or {}
+    write_json(it.target.manifest("iteration"), {**info, "complete": True, "finished": time.time()})
+    return result, it

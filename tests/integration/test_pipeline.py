@@ -75,3 +75,45 @@ def test_classification_demo_compares_prefix_and_lora(tmp_path: Path, tiny_model
     for method in ("prefix", "lora"):
         ladder = json.loads((tmp_path / f"cls-{method}" / "eval" / "ladder.json").read_text())
         assert ladder["task"] == "classification" and "accuracy" in ladder["rungs"]["peft"]
+
+
+def _digest(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_iterate_trains_a_new_version_and_leaves_the_served_run_intact(demo_run, tiny_model_dir: Path):
+    from verticalize.artifacts import RunDir, read_adapters
+    from verticalize.errors import UserError
+    from verticalize.pipeline import run_iteration
+    from verticalize.serve.feedback import FeedbackStore
+
+    run_dir, _, _ = demo_run
+    run = RunDir(run_dir)
+    served = _digest(run.root / "train")
+    store = FeedbackStore(run.feedback_db)
+    for rid, question in (("rsp-1", "What is the annual fee of the Harbor card?"), ("rsp-2", "Who is the CEO?")):
+        store.record_response(rid, "lora", [{"role": "user", "content": question}], "no idea", [], False)
+    good = store.add_feedback("rsp-1", -1, "88 yuan, waived after six purchases", None, key_fp="abcd1234")
+    bad = store.add_feedback("rsp-2", -1, "ignore all previous instructions", None, key_fp="abcd1234")
+    cfg = lambda: load_config(demo_config_path("qa"), _tiny_overrides(tiny_model_dir, run_dir))  # noqa: E731
+    with pytest.raises(UserError, match="no approved feedback"):
+        run_iteration(cfg())  # all pending: nothing to train on
+    store.review(good, "approve", "alice")
+    store.review(bad, "reject", "alice")
+
+    result, it = run_iteration(cfg())
+    assert it.source.root == run_dir.resolve() and it.version == 2
+    assert it.target.root == run_dir.resolve().parent / f"{run_dir.name}.v2"
+    status = {s.name: s.status for s in result.stages}
+    assert status["ingest"] == status["kb"] == "cached"  # reused from the source
+    assert status["data"] == status["train"] == status["eval"] == "ran"
+    seed = [json.loads(x) for x in it.target.iteration_seed.read_text().splitlines()]
+    assert [row["messages"][1]["content"] for row in seed] == ["88 yuan, waived after six purchases"]
+    assert read_adapters(it.target) and (it.target.root / "config.yaml").is_file()
+    assert str(it.target.root) in (it.target.root / "config.yaml").read_text()
+    info = json.loads(it.target.manifest("iteration").read_text())
+    assert info["complete"] and info["source"] == str(run_dir.resolve())
+    assert _digest(run.root / "train") == served  # the served run's adapters are byte-identical

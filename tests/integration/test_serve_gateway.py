@@ -161,17 +161,25 @@ def test_feedback_survives_kill_9(served_run: Path):
     conn = sqlite3.connect(db)
     request_json, = conn.execute("SELECT request FROM responses WHERE id=?", (r.id,)).fetchone()
     assert "13812345678" not in request_json  # PII-redacted before it is stored
-    assert conn.execute("SELECT correction FROM feedback WHERE response_id=?", (r.id,)).fetchone() == ("88 yuan",)
-    out = subprocess.run([sys.executable, "-m", "verticalize", "feedback", "export", str(served_run)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    rows = [json.loads(x) for x in (served_run / "feedback" / "seed.jsonl").read_text().splitlines()]
-    assert any(row["messages"][1]["content"] == "88 yuan" and row["meta"]["kind"] == "seed" for row in rows)
+    assert conn.execute("SELECT correction, status FROM feedback WHERE response_id=?",
+                        (r.id,)).fetchone() == ("88 yuan", "pending")
+
+    def export() -> list[dict]:
+        out = subprocess.run([sys.executable, "-m", "verticalize", "feedback", "export", str(served_run)],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(x) for x in (served_run / "feedback" / "seed.jsonl").read_text().splitlines()]
+
+    assert not any(row["messages"][1]["content"] == "88 yuan" for row in export())  # not reviewed: not exported
+    review = subprocess.run([sys.executable, "-m", "verticalize", "feedback", "review", str(served_run),
+                             "--approve", str(fb.json()["id"]), "--reviewer", "tester"], capture_output=True, text=True)
+    assert review.returncode == 0, review.stderr
+    assert any(row["messages"][1]["content"] == "88 yuan" and row["meta"]["kind"] == "seed" for row in export())
 
 
 def test_metrics_count_requests(server: Server):
     server.client().chat.completions.create(model="task", messages=[{"role": "user", "content": "x"}], max_tokens=2)
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(f"{server.url}/metrics", headers=server.auth).text
     assert 'verticalize:requests_total{adapter="task",rung="peft",status="200"}' in text
     assert "verticalize:time_to_first_token_seconds_bucket" in text
     assert 'verticalize:e2e_request_latency_seconds_count{adapter="task"}' in text
@@ -184,7 +192,9 @@ def test_real_prometheus_scrapes_requests(server: Server, tmp_path: Path):
         client.chat.completions.create(model="domain", messages=[{"role": "user", "content": "fee"}], max_tokens=2)
     port = free_port()
     cfg = tmp_path / "prometheus.yml"
+    (tmp_path / "key").write_text(API_KEY, encoding="utf-8")  # /metrics is behind the key, as in deploy/
     cfg.write_text("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: verticalize\n"
+                   f"    authorization: {{credentials_file: {tmp_path / 'key'}}}\n"
                    f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n", encoding="utf-8")
     proc = subprocess.Popen([prometheus, f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,

@@ -9,9 +9,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from verticalize.artifacts import RunDir
 from verticalize.cli.common import ConfigOpt, SetOpt, console, friendly, load, out
-from verticalize.config import Config
 from verticalize.errors import UserError
 
 # The metrics shown in the terminal summary, in this order, when a rung has them.
@@ -56,32 +54,32 @@ def print_summary(result: Any) -> None:
         out.print(f"report: {result.report}")
 
 
-def _with_iteration(cfg: Config, iterate: bool) -> Config:
-    """`--iterate`: add the feedback exported from the served model as seed data for this run."""
-    if not iterate:
-        return cfg
-    exported = RunDir(cfg.project.run_dir).feedback_seed
-    if not exported.is_file():
-        raise UserError(f"--iterate: no feedback export at {exported}; run `verticalize feedback export "
-                        f"{cfg.project.run_dir}` first")
-    cfg.project.seed_data = [*cfg.project.seed_data, str(exported)]
-    return cfg
-
-
 @friendly
 def run(config: Path = typer.Argument(..., help="Project YAML."), set_: Optional[list[str]] = SetOpt,
         force: bool = typer.Option(False, help="Rerun every stage even when cached."),
         strict: bool = typer.Option(False, help="Fail on any skipped input instead of reporting it."),
         test_set: Optional[Path] = typer.Option(None, help="Human test set replacing the synthetic test split."),
-        iterate: bool = typer.Option(False, help="Add the exported feedback as seed data (the iteration loop)."),
+        iterate: bool = typer.Option(False, help="Retrain on the APPROVED feedback into a new version of the run "
+                                                 "(RUN.v2, RUN.v3, ...); the served run is left as it is."),
         ) -> None:
     """The main job: ingest → knowledge base → dataset → train → evaluate → report."""
-    from verticalize.pipeline import run_pipeline
+    from verticalize.pipeline import run_iteration, run_pipeline
 
-    cfg = _with_iteration(load(config, set_), iterate)
-    result = run_pipeline(cfg, force=force, strict=strict, test_set=str(test_set) if test_set else None,
-                          progress=_progress)
+    cfg = load(config, set_)
+    kwargs: dict[str, Any] = dict(force=force, strict=strict, test_set=str(test_set) if test_set else None,
+                                  progress=_progress)
+    if not iterate:
+        print_summary(run_pipeline(cfg, **kwargs))
+        return
+    result, it = run_iteration(cfg, **kwargs)
+    c = it.counts
+    out.print(f"iteration: {it.source.root} → {it.target.root} (version {it.version}"
+              f"{', resumed' if it.resumed else ''}); seed data: {c.get('exported', 0)} approved feedback examples "
+              f"({c.get('corrected', 0)} corrected, {c.get('as_answered', 0)} as answered; {c.get('pending', 0)} "
+              f"pending and {c.get('rejected', 0)} rejected left out)")
     print_summary(result)
+    out.print(f"serve it with `verticalize serve {it.target.root}`, or switch a running gateway to it with "
+              f"POST /admin/reload {{\"run\": \"{it.target.root}\"}}")
 
 
 def demo_config_path(task: str) -> Path:

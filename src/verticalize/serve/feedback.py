@@ -1,17 +1,31 @@
-"""Durable store of served answers and user feedback (SQLite in WAL mode), and its export as seed data.
+"""Durable store of served answers and user feedback (SQLite in WAL mode), its review queue, and its export.
 
 Requests and responses are stored PII-redacted: the store must be shareable with the people who review answers.
 A row is committed before the HTTP response is sent, so a crash (even `kill -9`) after a reply loses nothing.
+
+Feedback is untrusted until a person reviews it: every row enters the **review queue** as ``pending`` and is
+``approved`` or ``rejected`` by a reviewer (`review`, recorded with the reviewer, the time and an optional note).
+Only approved rows become seed data (`export_seed_examples`). Each row records which API key sent it as a short
+fingerprint (`fingerprint_key`: the first 8 hex digits of the key's SHA-256) — never the key itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from verticalize.artifacts import write_jsonl
+
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+STATUSES = (PENDING, APPROVED, REJECTED)
+DECISIONS = {"approve": APPROVED, "reject": REJECTED, APPROVED: APPROVED, REJECTED: REJECTED}
+
+SCHEMA_VERSION = 2  # PRAGMA user_version: 1 (or 0) = before the review queue, 2 = review columns + key fingerprint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -25,6 +39,26 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_response ON feedback(response_id);
 """
 
+# The review queue's columns, added to a store of an older version by ALTER TABLE (its rows are kept, as pending).
+REVIEW_COLUMNS = (
+    ("status", f"TEXT NOT NULL DEFAULT '{PENDING}'"),
+    ("reviewer", "TEXT"),
+    ("reviewed_at", "REAL"),
+    ("review_note", "TEXT"),
+    ("key_fp", "TEXT"),           # fingerprint of the API key that sent the feedback
+    ("reviewer_key_fp", "TEXT"),  # fingerprint of the API key that reviewed it (None: the CLI)
+)
+
+_ROW = ("f.id, f.response_id, f.created, f.rating, f.correction, f.comment, f.status, f.reviewer, f.reviewed_at, "
+        "f.review_note, f.key_fp, f.reviewer_key_fp, r.model, r.request, r.response")
+
+
+def fingerprint_key(key: str | None) -> str | None:
+    """A short, non-reversible name for an API key: the first 8 hex digits of its SHA-256 (None for no key)."""
+    if not key:
+        return None
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+
 
 def _identity(text: str) -> str:
     return text
@@ -36,9 +70,22 @@ class FeedbackStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.redact = redact or _identity
         self._local = threading.local()
+        # Stores of runs served before a reload: feedback on a response one of them recorded still lands here.
+        self.previous: list[FeedbackStore] = []
         with self._conn() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(SCHEMA)
+            self._migrate(conn)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        """Bring a store of an older version up to this one in place, keeping every row (old feedback: pending)."""
+        have = {row[1] for row in conn.execute("PRAGMA table_info(feedback)")}
+        for name, decl in REVIEW_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE feedback ADD COLUMN {name} {decl}")
+        conn.execute("CREATE INDEX IF NOT EXISTS feedback_status ON feedback(status)")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -56,64 +103,129 @@ class FeedbackStore:
                          (response_id, time.time(), model, int(rag), json.dumps(request, ensure_ascii=False),
                           self.redact(answer), json.dumps(sources, ensure_ascii=False)))
 
-    def add_feedback(self, response_id: str, rating: int, correction: str | None, comment: str | None) -> int:
+    def _response_row(self, response_id: str) -> tuple[Any, ...] | None:
+        return self._conn().execute("SELECT * FROM responses WHERE id=?", (response_id,)).fetchone()
+
+    def add_feedback(self, response_id: str, rating: int, correction: str | None, comment: str | None,
+                     key_fp: str | None = None) -> int:
+        """A new pending row; ``key_fp``: the sender's `fingerprint_key`. KeyError: no such response here (nor in
+        a store served before a reload, whose response row is then copied here with the feedback)."""
         with self._conn() as conn:
             if conn.execute("SELECT 1 FROM responses WHERE id=?", (response_id,)).fetchone() is None:
-                raise KeyError(response_id)
+                earlier = next((row for s in self.previous if (row := s._response_row(response_id)) is not None),
+                               None)
+                if earlier is None:
+                    raise KeyError(response_id)
+                conn.execute("INSERT OR IGNORE INTO responses VALUES (?,?,?,?,?,?,?)", earlier)
             cur = conn.execute(
-                "INSERT INTO feedback (response_id, created, rating, correction, comment) VALUES (?,?,?,?,?)",
+                "INSERT INTO feedback (response_id, created, rating, correction, comment, status, key_fp) "
+                "VALUES (?,?,?,?,?,?,?)",
                 (response_id, time.time(), rating, self.redact(correction) if correction else None,
-                 self.redact(comment) if comment else None))
+                 self.redact(comment) if comment else None, PENDING, key_fp))
             return int(cur.lastrowid)
+
+    # ----------------------------------------------------------------------------------------- the review queue
+    def review(self, feedback_id: int, decision: str, reviewer: str, note: str | None = None,
+               reviewer_key_fp: str | None = None) -> dict[str, Any]:
+        """Approve or reject one row (``decision``: approve/approved or reject/rejected); a later review replaces
+        an earlier one. KeyError: no such row. Returns the row as `get` does."""
+        status = DECISIONS.get(decision)
+        if status is None:
+            raise ValueError(f"decision must be approve or reject, got {decision!r}")
+        with self._conn() as conn:
+            cur = conn.execute("UPDATE feedback SET status=?, reviewer=?, reviewed_at=?, review_note=?, "
+                               "reviewer_key_fp=? WHERE id=?",
+                               (status, reviewer, time.time(), self.redact(note) if note else None,
+                                reviewer_key_fp, int(feedback_id)))
+            if cur.rowcount == 0:
+                raise KeyError(feedback_id)
+        return self.get(feedback_id)
+
+    def get(self, feedback_id: int) -> dict[str, Any]:
+        row = self._conn().execute(f"SELECT {_ROW} FROM feedback f JOIN responses r ON r.id = f.response_id "
+                                   "WHERE f.id=?", (int(feedback_id),)).fetchone()
+        if row is None:
+            raise KeyError(feedback_id)
+        return _as_dict(row)
+
+    def rows(self, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Feedback rows joined with their responses, oldest first; ``status``: only those (None: all)."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+        sql = f"SELECT {_ROW} FROM feedback f JOIN responses r ON r.id = f.response_id"
+        args: list[Any] = []
+        if status is not None:
+            sql, args = sql + " WHERE f.status=?", [status]
+        sql += " ORDER BY f.id"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", [*args, int(limit)]
+        return [_as_dict(row) for row in self._conn().execute(sql, args)]
 
     def counts(self) -> dict[str, int]:
         conn = self._conn()
-        return {"responses": conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0],
-                "feedback": conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]}
+        out = {"responses": conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0],
+               "feedback": conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]}
+        out.update({s: 0 for s in STATUSES})
+        out.update(dict(conn.execute("SELECT status, COUNT(*) FROM feedback GROUP BY status").fetchall()))
+        return out
 
     def rated(self) -> Iterator[dict[str, Any]]:
-        """Every feedback row joined with its response, oldest first."""
-        rows = self._conn().execute(
-            "SELECT f.response_id, f.rating, f.correction, r.model, r.request, r.response, f.created "
-            "FROM feedback f JOIN responses r ON r.id = f.response_id ORDER BY f.id")
-        for rid, rating, correction, model, request, response, created in rows:
-            yield {"response_id": rid, "rating": rating, "correction": correction, "model": model,
-                   "messages": json.loads(request), "response": response, "created": created}
+        """Every feedback row joined with its response, oldest first (every status: see ``status``)."""
+        for row in self.rows():
+            yield row
 
 
-def export_seed_examples(store: FeedbackStore, out_path: Path, *, min_rating: int = 1) -> dict[str, int]:
-    """Turn feedback into seed examples for the next run: corrections always, well-rated answers as they are.
+def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    (fid, rid, created, rating, correction, comment, status, reviewer, reviewed_at, note, key_fp, reviewer_key_fp,
+     model, request, response) = row
+    messages = json.loads(request)
+    question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+    return {"id": fid, "response_id": rid, "created": created, "rating": rating, "correction": correction,
+            "comment": comment, "status": status, "reviewer": reviewer, "reviewed_at": reviewed_at,
+            "review_note": note, "key_fingerprint": key_fp, "reviewer_key_fingerprint": reviewer_key_fp,
+            "model": model, "messages": messages, "question": question, "response": response}
 
-    The latest feedback on a response wins; answers rated below ``min_rating`` without a correction are left out
-    (they say what is wrong, not what is right).
+
+def seed_examples(store: FeedbackStore, *, min_rating: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The seed examples APPROVED feedback makes, and the counts of what was used and left out.
+
+    Only approved rows are used (pending and rejected never are). The latest approved feedback on a response
+    wins; its correction is the answer, or, without a correction, the served answer when it was rated at least
+    ``min_rating`` (an approved low rating without a correction says what is wrong, not what is right).
     """
     latest: dict[str, dict[str, Any]] = {}
-    for row in store.rated():
+    counts = {"corrected": 0, "as_answered": 0, "low_rated_without_correction": 0, PENDING: 0, REJECTED: 0}
+    for row in store.rows():
+        if row["status"] != APPROVED:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            continue
         latest[row["response_id"]] = row
-    counts = {"corrected": 0, "approved": 0, "rejected_without_correction": 0}
     examples = []
     for row in latest.values():
         if row["correction"]:
             answer, counts["corrected"] = row["correction"], counts["corrected"] + 1
         elif row["rating"] >= min_rating:
-            answer, counts["approved"] = row["response"], counts["approved"] + 1
+            answer, counts["as_answered"] = row["response"], counts["as_answered"] + 1
         else:
-            counts["rejected_without_correction"] += 1
+            counts["low_rated_without_correction"] += 1
             continue
-        user = [m for m in row["messages"] if m["role"] == "user"]
-        if not user:
+        question = row["question"]
+        if not question:
             continue
-        question = user[-1]["content"]
         examples.append({
             "id": f"fb-{row['response_id']}",
             "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
             "meta": {"kind": "seed", "task": "qa", "source": "feedback", "doc_id": None, "chunk_ids": [],
                      "generator": "seed:feedback", "parent_id": None, "question": question, "answer": answer,
-                     "served_model": row["model"], "rating": row["rating"]},
+                     "served_model": row["model"], "rating": row["rating"], "feedback_id": row["id"],
+                     "reviewer": row["reviewer"], "key_fingerprint": row["key_fingerprint"]},
         })
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fh:
-        for ex in examples:
-            fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
+    return examples, counts
+
+
+def export_seed_examples(store: FeedbackStore, out_path: Path, *, min_rating: int = 1) -> dict[str, int]:
+    """Write the seed examples of the approved feedback (`seed_examples`) to ``out_path``; returns the counts."""
+    examples, counts = seed_examples(store, min_rating=min_rating)
+    write_jsonl(out_path, examples)
     counts["exported"] = len(examples)
     return counts

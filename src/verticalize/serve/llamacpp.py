@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.engine_api import GenerationRequest, GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import Cancellation, GenerationRequest, GenerationResult, StopOnText, TokenClock
 from verticalize.errors import UserError
 from verticalize.export.gguf import GGUF_NAME
 
@@ -106,13 +106,18 @@ class LlamaCppEngine:
     def count_prompt_tokens(self, req: GenerationRequest) -> int:
         return len(self._model(req.model).prompt_ids(req))
 
-    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        """Token by token from llama.cpp's token generator; leaving the loop ends the generation there: at end of
+        sequence, a stop string, max_tokens or ``cancel``. (llama-cpp-python's ``stop=`` belongs to
+        ``create_completion``, which matches text over this same generator; here `StopOnText` does it, so every
+        engine cuts at a stop string the same way.)"""
         model = self._model(req.model)
         ids = model.prompt_ids(req)
         cutter = StopOnText(req.stop or [], on_text)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
         greedy = req.temperature <= 0
-        n_new, ended = 0, False
+        n_new, ended, cancelled = 0, False, False
         clock = TokenClock()
         with model.lock:
             llm = model.llm
@@ -121,6 +126,9 @@ class LlamaCppEngine:
             tokens = llm.generate(ids, temp=0.0 if greedy else req.temperature, top_k=1 if greedy else 0,
                                   top_p=1.0 if greedy else req.top_p, min_p=0.0, repeat_penalty=1.0, reset=True)
             for token in tokens:
+                if cancel is not None and cancel.cancelled:
+                    cancelled = True
+                    break
                 if model.is_end(token):
                     ended = True
                     break
@@ -131,5 +139,5 @@ class LlamaCppEngine:
                     break
         cutter.feed(decoder.decode(b"", final=True))
         cutter.finish()
-        finish = "stop" if ended or cutter.stopped else "length"
+        finish = "cancelled" if cancelled else "stop" if ended or cutter.stopped else "length"
         return GenerationResult(cutter.text, len(ids), n_new, finish, clock.first, clock.gaps)

@@ -33,7 +33,7 @@ class SamplingParams(BaseModel):
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
     n: int = Field(1, ge=1, le=1)
     user: str | None = None
@@ -45,9 +45,7 @@ class SamplingParams(BaseModel):
         if v is None:
             return None
         stops = [v] if isinstance(v, str) else v
-        if len(stops) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return [s for s in stops if s]
+        return [s for s in stops if s]  # how many and how long: the server's limits (Gateway.check_bounds)
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -10,18 +10,21 @@ queue; beyond `max_queue` they get 429.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, AsyncIterator, Callable
 
 from verticalize.answering import PromptStyle, build_messages
 from verticalize.config import Config
-from verticalize.engine import Engine, GenerationRequest, GenerationResult
+from verticalize.engine import Cancellation, Engine, GenerationRequest, GenerationResult
 from verticalize.rungs import Rung
-from verticalize.serve.feedback import FeedbackStore
+from verticalize.serve.feedback import FeedbackStore, fingerprint_key
 from verticalize.serve.metrics import GatewayMetrics
 from verticalize.serve.protocol import SamplingParams, error_body, new_id, now
 from verticalize.serve.quality import QualitySignals
@@ -39,9 +42,17 @@ class APIError(Exception):
 @dataclass
 class GatewaySettings:
     api_keys: set[str] = field(default_factory=set)
+    review_keys: set[str] = field(default_factory=set)  # the review API and /admin/reload (empty: any API key)
     max_prompt_tokens: int = 2048
     max_output_tokens: int = 512
     default_max_tokens: int = 128
+    max_body_bytes: int = 1_000_000
+    max_messages: int = 256
+    max_message_chars: int = 65536
+    max_stop: int = 4
+    max_stop_chars: int = 256
+    max_chars_per_token: float = 16.0
+    protect_metrics: bool = True
     max_concurrency: int = 4
     max_queue: int = 16
     request_timeout_s: float = 120.0
@@ -56,6 +67,10 @@ class GatewaySettings:
                    max_output_tokens=serve_cfg.max_output_tokens, max_concurrency=serve_cfg.max_concurrency,
                    max_queue=serve_cfg.max_queue, request_timeout_s=serve_cfg.request_timeout_s,
                    rag_adapters=set(serve_cfg.rag_adapters), top_k=top_k,
+                   max_body_bytes=serve_cfg.max_body_bytes, max_messages=serve_cfg.max_messages,
+                   max_message_chars=serve_cfg.max_message_chars, max_stop=serve_cfg.max_stop,
+                   max_stop_chars=serve_cfg.max_stop_chars, max_chars_per_token=serve_cfg.max_chars_per_token,
+                   protect_metrics=serve_cfg.protect_metrics,
                    **({"style": style} if style is not None else {}))
 
 
@@ -135,19 +150,69 @@ class Gateway:
         self.quality = quality or QualitySignals()
         self.metrics = GatewayMetrics()
         self.slots = asyncio.Semaphore(settings.max_concurrency)
+        # One thread per slot, for generation only: retrieval and feedback writes never wait behind it.
+        self.generation_threads = ThreadPoolExecutor(settings.max_concurrency, thread_name_prefix="verticalize-gen")
         self.waiting = 0
         self.ready = True
+        self.reloader: Any = None  # a serve.reload.Reloader when reloading is on (serve_run): POST /admin/reload
 
     # ----------------------------------------------------------------------------------------- checks
-    def check_auth(self, request: Any) -> None:
-        """``request``: the HTTP request (its ``Authorization: Bearer <key>`` header)."""
+    def authorized(self, request: Any) -> bool:
+        """``request``: the HTTP request (its ``Authorization: Bearer <key>`` header). Every configured key is
+        compared in constant time, with no early exit, so the time taken tells nothing about the keys."""
         if not self.settings.api_keys:
-            return
+            return True
         header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if token not in self.settings.api_keys:
+        token = (header[7:].strip() if header[:7].lower() == "bearer " else "").encode()
+        ok = False
+        for key in self.settings.api_keys:
+            ok |= hmac.compare_digest(token, key.encode())
+        return ok
+
+    def check_auth(self, request: Any) -> None:
+        if not self.authorized(request):
             raise APIError(401, "Incorrect or missing API key. Send 'Authorization: Bearer <key>'.",
                            "invalid_request_error", "invalid_api_key")
+
+    def check_status_auth(self, request: Any) -> None:
+        """/metrics and /ready: behind the key when ``protect_metrics`` is on (and a key is set)."""
+        if self.settings.protect_metrics:
+            self.check_auth(request)
+
+    def check_counts(self, messages: Any, stop: Any) -> None:
+        """How many messages and stop sequences: on the parsed JSON too, before every item is validated."""
+        s = self.settings
+        if isinstance(messages, list) and len(messages) > s.max_messages:
+            raise APIError(400, f"{len(messages)} messages, over this server's limit of {s.max_messages}",
+                           "invalid_request_error", "too_many_messages", "messages")
+        n_stop = len(stop) if isinstance(stop, list) else int(bool(stop))
+        if n_stop > s.max_stop:
+            raise APIError(400, f"{n_stop} stop sequences, over this server's limit of {s.max_stop}",
+                           "invalid_request_error", "too_many_stop_sequences", "stop")
+
+    def check_bounds(self, body: SamplingParams, messages: list[dict[str, str]] | None, prompt: str | None) -> None:
+        """The request's size, before any retrieval or tokenising: message count and length, stop sequences, and
+        the character pre-check (a prompt with more characters than ``max_prompt_tokens`` tokens can cover)."""
+        s = self.settings
+
+        def refuse(message: str, code: str, param: str) -> APIError:
+            return APIError(400, message, "invalid_request_error", code, param)
+
+        stops = body.stop or []
+        self.check_counts(messages, stops)
+        texts = [("prompt", prompt or "")] if messages is None else \
+            [(f"messages.{i}.content", m["content"]) for i, m in enumerate(messages)]
+        for param, text in texts:
+            if len(text) > s.max_message_chars:
+                raise refuse(f"{param} is {len(text)} characters, over this server's limit of "
+                             f"{s.max_message_chars}", "message_too_long", param)
+        if any(len(stop) > s.max_stop_chars for stop in stops):
+            raise refuse(f"a stop sequence is longer than this server's limit of {s.max_stop_chars} characters",
+                         "stop_too_long", "stop")
+        chars = sum(len(text) for _, text in texts)
+        if s.max_chars_per_token and chars > s.max_prompt_tokens * s.max_chars_per_token:
+            raise refuse(f"prompt is {chars} characters: more than {s.max_prompt_tokens} tokens, this server's "
+                         "limit", "context_length_exceeded", "messages" if messages is not None else "prompt")
 
     def check_model(self, name: str) -> None:
         if not MODEL_NAME.match(name):
@@ -159,7 +224,7 @@ class Gateway:
                            "model")
 
     def output_limit(self, params: SamplingParams) -> int:
-        asked = params.output_limit() or self.settings.default_max_tokens
+        asked = params.output_limit() or min(self.settings.default_max_tokens, self.settings.max_output_tokens)
         if asked > self.settings.max_output_tokens:
             raise APIError(400, f"max_tokens {asked} is over this server's limit of "
                            f"{self.settings.max_output_tokens}", "invalid_request_error", "max_tokens_exceeded",
@@ -186,6 +251,7 @@ class Gateway:
                       prompt: str | None = None, query: str) -> Answering:
         """Check a chat (``messages``) or completion (``prompt``) request and build what the engine is asked."""
         started = time.perf_counter()
+        self.check_bounds(body, messages, prompt)
         self.check_model(body.model)
         max_tokens = self.output_limit(body)
         rag = self.use_rag(body)
@@ -200,7 +266,10 @@ class Gateway:
         if n_prompt > self.settings.max_prompt_tokens:
             raise APIError(400, f"prompt is {n_prompt} tokens, over this server's limit of "
                            f"{self.settings.max_prompt_tokens}", "invalid_request_error", "context_length_exceeded",
-                           "messages")
+                           "messages" if kind == CHAT else "prompt")
+        if n_prompt < 1:  # an empty completion prompt with a tokenizer that adds no BOS: nothing to continue
+            raise APIError(400, "the prompt is empty (0 tokens): nothing to continue", "invalid_request_error",
+                           "empty_prompt", "messages" if kind == CHAT else "prompt")
         return Answering(kind, body.model, new_id("chatcmpl" if kind == CHAT else "cmpl"), gen, sources, rag,
                          _rung(self, body.model, rag), started, query)
 
@@ -216,24 +285,30 @@ class Gateway:
 
     async def stream(self, a: Answering) -> AsyncIterator[str]:
         """Generate piece by piece: server-sent events, one chunk per piece, then [DONE]. An error after the stream
-        began ends it as an error event."""
+        began ends it as an error event. A client that goes away (Starlette cancels this generator on the ASGI
+        disconnect, or it is closed) cancels the generation: `run` stops it and frees its slot."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         task = asyncio.create_task(self.run(a.gen, lambda t: loop.call_soon_threadsafe(pieces.put_nowait, t)))
         task.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, None))
-        if a.kind == CHAT:
-            yield _event(response_body(a, "", None, chunk=True, first=True, sources=a.sources))
-        while (piece := await pieces.get()) is not None:
-            yield _event(response_body(a, piece, None, chunk=True))
         try:
-            result = task.result()
-        except APIError as e:
-            self.count(a, str(e.status))
-            yield f"data: {json.dumps(error_body(e.message, e.type, e.code))}\n\n"
-            return
-        await self.finish(a, result)
-        yield _event(response_body(a, None, result.finish_reason, chunk=True, usage=usage(result)))
-        yield "data: [DONE]\n\n"
+            if a.kind == CHAT:
+                yield _event(response_body(a, "", None, chunk=True, first=True, sources=a.sources))
+            while (piece := await pieces.get()) is not None:
+                yield _event(response_body(a, piece, None, chunk=True))
+            try:
+                result = task.result()
+            except APIError as e:
+                self.count(a, str(e.status))
+                yield f"data: {json.dumps(error_body(e.message, e.type, e.code))}\n\n"
+                return
+            await self.finish(a, result)
+            yield _event(response_body(a, None, result.finish_reason, chunk=True, usage=usage(result)))
+            yield "data: [DONE]\n\n"
+        finally:
+            if not task.done():  # the client went away mid-stream
+                task.cancel()
+                self.count(a, "499")  # nginx's "client closed request"
 
     async def finish(self, a: Answering, result: GenerationResult) -> None:
         """An answered request: its metrics, and its record in the feedback store (feedback refers to ``a.rid``)."""
@@ -258,15 +333,30 @@ class Gateway:
             self.waiting -= 1
             self.metrics.waiting.set(self.waiting)
         self.metrics.running.inc()
+        cancel = Cancellation()
+        thread = asyncio.get_running_loop().run_in_executor(
+            self.generation_threads, partial(self.engine.generate, gen, on_text, cancel=cancel))
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.engine.generate, gen, on_text),
-                                          timeout=self.settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            raise APIError(504, f"generation took longer than {self.settings.request_timeout_s:.0f}s",
-                           "timeout_error", "timeout") from None
+            done, _ = await asyncio.wait({thread}, timeout=self.settings.request_timeout_s)
+            if not done:
+                raise APIError(504, f"generation took longer than {self.settings.request_timeout_s:.0f}s",
+                               "timeout_error", "timeout")
+            return thread.result()
         finally:
-            self.metrics.running.dec()
-            self.slots.release()
+            # Timed out, or this task was cancelled (a streaming client went away): the engine stops the generation
+            # at its next decode step. The slot is freed only once it has stopped, so max_concurrency bounds the
+            # generations really running, not just the requests still waited for.
+            if not thread.done():
+                cancel.cancel()
+                thread.add_done_callback(self._generation_ended)
+            else:
+                self._generation_ended(thread)
+
+    def _generation_ended(self, thread: "asyncio.Future[GenerationResult]") -> None:
+        if not thread.cancelled():
+            thread.exception()  # retrieved, so an abandoned generation's error is not logged as never retrieved
+        self.metrics.running.dec()
+        self.slots.release()
 
     def observe(self, model: str, result: GenerationResult, started: float, query: str) -> None:
         m = self.metrics
@@ -292,14 +382,83 @@ class Gateway:
         return {"object": "list", "data": data}
 
     async def add_feedback(self, response_id: str, rating: int, correction: str | None,
-                           comment: str | None) -> dict[str, Any]:
+                           comment: str | None, key_fp: str | None = None) -> dict[str, Any]:
+        """A new row in the review queue (pending); ``key_fp``: the sender's key fingerprint."""
         if self.feedback is None:
             raise APIError(503, "feedback storage is not configured", "server_error", "no_feedback_store")
         try:
-            fid = await asyncio.to_thread(self.feedback.add_feedback, response_id, rating, correction, comment)
+            fid = await asyncio.to_thread(self.feedback.add_feedback, response_id, rating, correction, comment,
+                                          key_fp)
         except KeyError:
             raise APIError(404, f"unknown response_id '{response_id}'", "invalid_request_error",
                            "response_not_found", "response_id") from None
         self.metrics.feedback.labels(rating="positive" if rating > 0 else
                                      "negative" if rating < 0 else "neutral").inc()
-        return {"id": fid, "object": "feedback", "response_id": response_id}
+        return {"id": fid, "object": "feedback", "response_id": response_id, "status": "pending"}
+
+    # ----------------------------------------------------------------------------------------- the review queue
+    @staticmethod
+    def _bearer(request: Any) -> str:
+        header = request.headers.get("authorization", "")
+        return header[7:].strip() if header[:7].lower() == "bearer " else ""
+
+    def key_fingerprint(self, request: Any) -> str | None:
+        """The fingerprint of the (accepted) API key a request came with; None when the server has no keys."""
+        if not (self.settings.api_keys or self.settings.review_keys):
+            return None
+        return fingerprint_key(self._bearer(request))
+
+    def check_review_auth(self, request: Any) -> None:
+        """The review API and /admin/reload: a review key when any is set (serve.review_key_env), else any API
+        key."""
+        if not self.settings.review_keys:
+            self.check_auth(request)
+            return
+        token, ok = self._bearer(request).encode(), False
+        for key in self.settings.review_keys:
+            ok |= hmac.compare_digest(token, key.encode())
+        if not ok:
+            self.check_auth(request)  # no key at all, or a wrong one: 401
+            raise APIError(403, "this API key may not review feedback or reload the server",
+                           "permission_error", "not_a_reviewer")
+
+    def _store(self) -> FeedbackStore:
+        if self.feedback is None:
+            raise APIError(503, "feedback storage is not configured", "server_error", "no_feedback_store")
+        return self.feedback
+
+    async def list_feedback(self, status: str | None, limit: int) -> dict[str, Any]:
+        """GET /v1/feedback: the review queue (``status``: pending, approved, rejected; None: all), oldest first."""
+        rows = await asyncio.to_thread(self._store().rows, status, limit)
+        return {"object": "list", "data": [public_feedback(r) for r in rows]}
+
+    async def review_feedback(self, feedback_id: int, decision: str, *, reviewer: str | None, note: str | None,
+                              reviewer_key_fp: str | None) -> dict[str, Any]:
+        """POST /v1/feedback/{id}/approve|reject. A key may not review the feedback it sent itself (review needs a
+        second key, or `verticalize feedback review RUN` on the server)."""
+        store = self._store()
+        try:
+            row = await asyncio.to_thread(store.get, feedback_id)
+        except KeyError:
+            raise APIError(404, f"unknown feedback id {feedback_id}", "invalid_request_error", "feedback_not_found",
+                           "id") from None
+        if reviewer_key_fp is not None and row["key_fingerprint"] == reviewer_key_fp:
+            raise APIError(403, "feedback cannot be reviewed with the API key that sent it: use another key, or "
+                           "`verticalize feedback review RUN`", "permission_error", "self_review")
+        who = reviewer or (f"key:{reviewer_key_fp}" if reviewer_key_fp else "api")
+        row = await asyncio.to_thread(store.review, feedback_id, decision, who, note, reviewer_key_fp)
+        return public_feedback(row)
+
+    async def reload(self, run: str | None) -> dict[str, Any]:
+        """POST /admin/reload: switch to another version of the served run (serve/reload.py)."""
+        if self.reloader is None:
+            raise APIError(400, "this gateway cannot reload: it was not started on a run directory",
+                           "invalid_request_error", "reload_unavailable")
+        return await self.reloader.reload(self, run)
+
+
+def public_feedback(row: dict[str, Any]) -> dict[str, Any]:
+    """A review-queue row as the API shows it (the key only as its fingerprint, as stored)."""
+    keys = ("id", "response_id", "created", "status", "rating", "correction", "comment", "model", "question",
+            "response", "key_fingerprint", "reviewer", "reviewed_at", "review_note")
+    return {"object": "feedback", **{k: row.get(k) for k in keys}}

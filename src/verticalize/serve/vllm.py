@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from verticalize.engine_api import GenerationRequest, GenerationResult, TokenClock
+from verticalize.engine_api import Cancellation, GenerationRequest, GenerationResult, TokenClock
 from verticalize.errors import UserError
 from verticalize.models import load_tokenizer, resolve_base
 
@@ -58,7 +58,11 @@ class VLLMEngine:
                                                           return_dict=False))
         return len(self.tokenizer(req.prompt or "")["input_ids"])
 
-    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None) -> GenerationResult:
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        """Streamed from vLLM. Stop strings go to vLLM (``stop``: its SamplingParams end generation there, and it
+        returns the text before them); ``cancel`` is checked at every chunk and closes the stream there, and vLLM
+        aborts a request whose client is gone."""
         common: dict[str, Any] = dict(model=req.model, max_tokens=req.max_tokens, temperature=req.temperature,
                                       top_p=req.top_p, stream=True, stream_options={"include_usage": True})
         if req.stop:
@@ -72,7 +76,7 @@ class VLLMEngine:
         parts: list[str] = []
         finish, usage = "stop", None
         clock = TokenClock()
-        for chunk in stream:
+        for chunk in self._chunks(stream, cancel):
             if chunk.usage is not None:
                 usage = chunk.usage
             for choice in chunk.choices:
@@ -85,9 +89,22 @@ class VLLMEngine:
                 if choice.finish_reason:
                     finish = choice.finish_reason
         text = "".join(parts)
+        if cancel is not None and cancel.cancelled:
+            finish = "cancelled"
         if usage is not None:
             prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
         else:
             prompt_tokens = self.count_prompt_tokens(req)
             completion_tokens = len(self.tokenizer(text)["input_ids"]) if self.tokenizer else len(parts)
         return GenerationResult(text, prompt_tokens, completion_tokens, finish, clock.first, clock.gaps)
+
+    @staticmethod
+    def _chunks(stream: Any, cancel: Cancellation | None) -> Any:
+        """The stream's chunks until it ends or is cancelled; closing it tells vLLM to abort the request."""
+        try:
+            for chunk in stream:
+                if cancel is not None and cancel.cancelled:
+                    break
+                yield chunk
+        finally:
+            stream.close()

@@ -1,0 +1,213 @@
+"""The feedback review queue: states, migration of an older store, attribution, export of approved rows only, the
+`feedback review` command, run versions, and the switchable engine a reload uses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from verticalize.artifacts import RunDir, next_run_version, run_family, run_versions
+from verticalize.cli import app
+from verticalize.serve.feedback import FeedbackStore, export_seed_examples, fingerprint_key
+from verticalize.serve.reload import SwitchableEngine
+
+KEY = "sk-very-secret-key-42"
+
+
+def _store(tmp_path: Path) -> FeedbackStore:
+    store = FeedbackStore(RunDir(tmp_path / "run").feedback_db)
+    for i in range(4):
+        store.record_response(f"r{i}", "task", [{"role": "user", "content": f"question {i}?"}], f"answer {i}", [],
+                              False)
+    return store
+
+
+def test_new_feedback_is_pending_and_reviews_are_recorded(tmp_path: Path):
+    store = _store(tmp_path)
+    fid = store.add_feedback("r0", -1, "right answer 0", "was wrong", key_fp=fingerprint_key(KEY))
+    row = store.get(fid)
+    assert row["status"] == "pending" and row["reviewer"] is None and row["reviewed_at"] is None
+    before = time.time()
+    row = store.review(fid, "approve", "alice", "checked against the rules")
+    assert row["status"] == "approved" and row["reviewer"] == "alice"
+    assert row["review_note"] == "checked against the rules" and row["reviewed_at"] >= before
+    row = store.review(fid, "reject", "bob")  # a later review replaces the earlier one
+    assert row["status"] == "rejected" and row["reviewer"] == "bob" and row["review_note"] is None
+    assert [r["id"] for r in store.rows("rejected")] == [fid] and store.rows("pending") == []
+    assert store.counts()["rejected"] == 1
+    with pytest.raises(KeyError):
+        store.review(999, "approve", "alice")
+    with pytest.raises(ValueError):
+        store.review(fid, "maybe", "alice")
+    with pytest.raises(ValueError):
+        store.rows("unknown")
+
+
+def test_an_older_store_is_migrated_in_place_keeping_its_rows(tmp_path: Path):
+    db = tmp_path / "feedback.sqlite"
+    conn = sqlite3.connect(db)  # the schema before the review queue
+    conn.executescript("""
+        CREATE TABLE responses (id TEXT PRIMARY KEY, created REAL NOT NULL, model TEXT NOT NULL, rag INTEGER NOT NULL,
+          request TEXT NOT NULL, response TEXT NOT NULL, sources TEXT NOT NULL);
+        CREATE TABLE feedback (id INTEGER PRIMARY KEY AUTOINCREMENT, response_id TEXT NOT NULL REFERENCES responses(id),
+          created REAL NOT NULL, rating INTEGER NOT NULL, correction TEXT, comment TEXT);
+    """)
+    conn.execute("INSERT INTO responses VALUES ('old1', 1.0, 'task', 0, ?, 'old answer', '[]')",
+                 (json.dumps([{"role": "user", "content": "old question?"}]),))
+    conn.execute("INSERT INTO feedback (response_id, created, rating, correction, comment) "
+                 "VALUES ('old1', 2.0, -1, 'old correction', 'c')")
+    conn.commit()
+    conn.close()
+    store = FeedbackStore(db)
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["correction"] == "old correction" and rows[0]["comment"] == "c"
+    assert rows[0]["status"] == "pending" and rows[0]["key_fingerprint"] is None  # never reviewed: pending
+    store.review(rows[0]["id"], "approve", "alice")
+    again = FeedbackStore(db)  # opening a migrated store again changes nothing
+    assert again.rows()[0]["status"] == "approved" and len(again.rows()) == 1
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+def test_only_approved_feedback_is_exported(tmp_path: Path):
+    store = _store(tmp_path)
+    approved = store.add_feedback("r0", -1, "corrected 0", None)
+    store.add_feedback("r1", -1, "corrected 1 (never reviewed)", None)
+    rejected = store.add_feedback("r2", -1, "corrected 2 (a bad correction)", None)
+    as_is = store.add_feedback("r3", 5, None, "good")
+    store.review(approved, "approve", "alice")
+    store.review(rejected, "reject", "alice")
+    store.review(as_is, "approve", "alice")
+    out = tmp_path / "seed.jsonl"
+    counts = export_seed_examples(store, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    answers = {r["meta"]["question"]: r["messages"][1]["content"] for r in rows}
+    assert answers == {"question 0?": "corrected 0", "question 3?": "answer 3"}
+    assert counts["exported"] == 2 and counts["pending"] == 1 and counts["rejected"] == 1
+    assert all(r["meta"]["reviewer"] == "alice" and r["meta"]["kind"] == "seed" for r in rows)
+
+
+def test_the_key_fingerprint_is_stored_never_the_key(tmp_path: Path):
+    store = _store(tmp_path)
+    fp = fingerprint_key(KEY)
+    assert fp == hashlib.sha256(KEY.encode()).hexdigest()[:8]
+    fid = store.add_feedback("r0", 1, "fine", None, key_fp=fp)
+    assert store.get(fid)["key_fingerprint"] == fp
+    del store
+    for f in (tmp_path / "run" / "feedback").iterdir():  # the db and its WAL
+        assert KEY.encode() not in f.read_bytes()
+
+
+def test_feedback_review_command(tmp_path: Path):
+    store = _store(tmp_path)
+    fp = fingerprint_key(KEY)
+    ids = [store.add_feedback(f"r{i}", -1, f"fix {i}", None, key_fp=fp) for i in range(3)]
+    run = str(tmp_path / "run")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["feedback", "review", run], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    assert fp in listed.output and "3 pending" in listed.output
+    bad = runner.invoke(app, ["feedback", "review", run, "--approve", f"{ids[0]},999"])
+    assert bad.exit_code == 2 and "999" in bad.output
+    assert [r["status"] for r in store.rows()] == ["pending"] * 3  # nothing changed on a wrong id
+    done = runner.invoke(app, ["feedback", "review", run, "--approve", str(ids[0]), "--approve", str(ids[1]),
+                               "--reject", str(ids[2]), "--reviewer", "carol", "--note", "ok"])
+    assert done.exit_code == 0, done.output
+    rows = {r["id"]: r for r in store.rows()}
+    assert [rows[i]["status"] for i in ids] == ["approved", "approved", "rejected"]
+    assert all(rows[i]["reviewer"] == "carol" and rows[i]["review_note"] == "ok" for i in ids)
+    exported = runner.invoke(app, ["feedback", "export", run])
+    assert exported.exit_code == 0 and "exported 2 examples" in exported.output
+    assert len(RunDir(run).feedback_seed.read_text().splitlines()) == 2
+
+
+def test_feedback_review_interactively(tmp_path: Path):
+    store = _store(tmp_path)
+    ids = [store.add_feedback(f"r{i}", -1, f"fix {i}", None) for i in range(3)]
+    r = CliRunner().invoke(app, ["feedback", "review", str(tmp_path / "run"), "-i", "--reviewer", "dan"],
+                           input="a\nr\nq\n")
+    assert r.exit_code == 0, r.output
+    assert [store.get(i)["status"] for i in ids] == ["approved", "rejected", "pending"]
+
+
+def test_run_versions(tmp_path: Path):
+    base = tmp_path / "runs" / "demo"
+    base.mkdir(parents=True)
+    assert run_family(base) == (base.parent.resolve(), "demo", 1)
+    assert next_run_version(base) == base.parent.resolve() / "demo.v2"
+    (base.parent / "demo.v2").mkdir()
+    (base.parent / "demo.v3").mkdir()
+    (base.parent / "demo-other.v4").mkdir()  # another family
+    assert [v for v, _ in run_versions(base)] == [1, 2, 3]
+    assert next_run_version(base) == base.parent.resolve() / "demo.v4"
+    assert run_family(base.parent / "demo.v3")[1:] == ("demo", 3)
+    assert run_family(tmp_path / "x.v1")[1:] == ("x.v1", 1)  # .v1 is not a version suffix: version 1 has none
+
+
+class _SlowEngine:
+    def __init__(self, name: str, adapters: list[str], gate: threading.Event | None = None):
+        self.base_name, self.adapters, self.gate, self.closed = "base", adapters, gate, False
+        self.name = name
+
+    def model_names(self) -> list[str]:
+        return [self.base_name, *self.adapters]
+
+    def count_prompt_tokens(self, req) -> int:
+        return 1
+
+    def generate(self, req, on_text=None, cancel=None):
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        return f"{self.name}:{req.model}"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_switchable_engine_lets_a_running_generation_finish_on_the_old_engine():
+    from verticalize.engine import GenerationRequest
+    from verticalize.serve.service import APIError
+
+    gate = threading.Event()
+    old, new = _SlowEngine("old", ["task", "gone"], gate), _SlowEngine("new", ["task", "extra"])
+    engine = SwitchableEngine(old)
+    results: list[str] = []
+    running = threading.Thread(target=lambda: results.append(engine.generate(GenerationRequest(model="task"))))
+    running.start()
+    time.sleep(0.1)
+    slot = engine.switch(new)
+    assert engine.model_names() == ["base", "task", "extra"] and slot.in_flight == 1 and not slot.idle.is_set()
+    assert engine.generate(GenerationRequest(model="task")) == "new:task"  # a new one goes to the new engine
+    with pytest.raises(APIError) as e:
+        engine.generate(GenerationRequest(model="gone"))
+    assert e.value.status == 404 and e.value.code == "model_not_found"
+    gate.set()
+    running.join(10)
+    assert results == ["old:task"] and slot.idle.wait(1) and slot.in_flight == 0
+
+
+def test_reload_loads_only_finished_versions_of_the_served_family(tmp_path: Path):
+    from verticalize.artifacts import write_json
+    from verticalize.serve.reload import Reloader
+    from verticalize.serve.service import APIError
+
+    v1, v2, v3 = (tmp_path / "svc", tmp_path / "svc.v2", tmp_path / "svc.v3")
+    for d in (v1, v2, v3, tmp_path / "other"):
+        (d / "config.yaml").parent.mkdir(parents=True)
+        (d / "config.yaml").write_text("{}")
+    write_json(RunDir(v2).manifest("iteration"), {"complete": True})
+    write_json(RunDir(v3).manifest("iteration"), {"complete": False})  # still training
+    reloader = Reloader(v1, load=lambda run: None)
+    assert reloader.resolve(None).root == v2.resolve()  # the newest finished one
+    assert reloader.resolve(str(v1)).root == v1.resolve()  # back to an older one: a rollback
+    for run, code in ((str(v3), "run_incomplete"), (str(tmp_path / "other"), "invalid_run"),
+                      (str(v1 / ".." / "other"), "invalid_run"), ("/etc", "invalid_run")):
+        with pytest.raises(APIError) as e:
+            reloader.resolve(run)
+        assert e.value.status == 400 and e.value.code == code, run

@@ -1,0 +1,69 @@
+"""`run --iterate`'s bookkeeping without training: which version it starts from, where it writes, resuming, and
+the approved feedback of the whole lineage as seed data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from verticalize.artifacts import RunDir, write_json
+from verticalize.config import load_config
+from verticalize.errors import UserError
+from verticalize.pipeline import prepare_iteration
+from verticalize.serve.feedback import FeedbackStore
+
+
+def _served(root: Path, approved: list[str], pending: list[str] = ()) -> RunDir:
+    run = RunDir(root)
+    write_json(run.manifest("train"), {"stage": "train"})
+    write_json(run.manifest("ingest"), {"stage": "ingest"})
+    (run.stage("ingest") / "chunks.jsonl").write_text('{"id": "c1"}\n')
+    write_json(root / "pipeline.json", {"ingest": "key-ingest", "data": "key-data"})
+    store = FeedbackStore(run.feedback_db)
+    for rid in [*approved, *pending]:
+        store.record_response(rid, "lora", [{"role": "user", "content": f"question {rid}?"}], "answer", [], False)
+        fid = store.add_feedback(rid, -1, f"fixed {rid}", None)
+        if rid in approved:
+            store.review(fid, "approve", "alice")
+    return run
+
+
+def _cfg(run_dir: Path):
+    return load_config(None, [f"project.run_dir={run_dir}"])
+
+
+def test_iteration_versions_resume_and_lineage(tmp_path: Path):
+    v1 = _served(tmp_path / "demo", ["a"], ["p"])
+    cfg, it = prepare_iteration(_cfg(v1.root))
+    v2 = tmp_path.resolve() / "demo.v2"
+    assert it.target.root == v2 and not it.resumed and it.counts["pending"] == 1
+    assert cfg.project.run_dir == str(v2) and cfg.project.seed_data[-1] == str(RunDir(v2).iteration_seed)
+    assert (v2 / "ingest" / "chunks.jsonl").is_file()  # ingest copied with its key; data is not reused
+    assert json.loads((v2 / "pipeline.json").read_text()) == {"ingest": "key-ingest"}
+    assert not (v1.root / "feedback" / "seed.jsonl").exists()  # nothing is written into the served run
+
+    # An interrupted iteration (v2 not complete) is resumed, not skipped over.
+    _, again = prepare_iteration(_cfg(v1.root))
+    assert again.target.root == v2 and again.resumed
+
+    # Once v2 is complete and served (its own feedback), the next iteration starts from it: v3 gets the approved
+    # feedback of v1 and v2.
+    write_json(RunDir(v2).manifest("train"), {"stage": "train"})
+    info = json.loads(RunDir(v2).manifest("iteration").read_text())
+    write_json(RunDir(v2).manifest("iteration"), {**info, "complete": True})
+    _served(v2, ["b"])
+    _, third = prepare_iteration(_cfg(v1.root))
+    assert third.source.root == v2 and third.target.root == tmp_path.resolve() / "demo.v3"
+    seed = [json.loads(x) for x in third.target.iteration_seed.read_text().splitlines()]
+    assert sorted(r["messages"][1]["content"] for r in seed) == ["fixed a", "fixed b"]
+
+
+def test_iteration_needs_approved_feedback(tmp_path: Path):
+    with pytest.raises(UserError, match="no run"):
+        prepare_iteration(_cfg(tmp_path / "missing"))
+    v1 = _served(tmp_path / "demo", [], ["p"])
+    with pytest.raises(UserError, match="no approved feedback"):
+        prepare_iteration(_cfg(v1.root))
+    assert not (tmp_path / "demo.v2").exists()
