@@ -146,6 +146,10 @@ class ContextConfig(Section):
                                                              "answered with project.refusal.")
     closed_book_share: float = Field(0.2, ge=0, le=1, description="Share of pairs also kept without passages, "
                                                                   "so the peft rung learns facts too.")
+    near_miss_share: float = Field(0.0, ge=0, le=1, description="Share of refusal examples that show the source "
+                                                                 "chunk with its answer sentences cut out (on "
+                                                                 "topic, still no answer). Off: the small default "
+                                                                 "model learned to refuse answerable questions.")
     target_examples: int = Field(300, ge=0, description="On a small corpus each training pair is written in up "
                                                         "to 4 retrieval-augmented forms (other distractors, oracle "
                                                         "or refusal drawn anew) until about this many are made; "

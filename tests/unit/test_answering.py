@@ -87,7 +87,8 @@ def test_small_corpus_gets_several_forms_per_pair_and_near_miss_refusals() -> No
                        f"It was first made by a guild of smiths in the valley near the river."} for i in range(8)]
     examples = [make_example(f"How much does item {i} cost?", f"{i * 7} dollars", kind="synthetic",
                              generator="spans:number", chunk=chunks[i]) for i in range(1, 8)]
-    cfg = load_config(None, ["data.context.oracle_share=0.5", "data.context.target_examples=21"])
+    cfg = load_config(None, ["data.context.oracle_share=0.5", "data.context.target_examples=21",
+                             "data.context.near_miss_share=0.5"])
     out, counts = contextualise(examples, {c["id"]: c for c in chunks}, _KB(chunks), cfg)
     assert counts["forms_per_pair"] == 3
     context = [e for e in out if e["meta"]["form"] != "closed"]
