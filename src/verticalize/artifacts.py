@@ -314,10 +314,15 @@ def read_adapters(run: "RunDir | str | Path") -> list[TrainedAdapter]:
     return [built[n] for n in ranked]
 
 
-def _read_adapter_meta(d: Path) -> dict[str, Any] | None:
-    """The metadata of the stage adapter in ``d``; None for an interrupted stage (``"complete": false``)."""
+def read_adapter_meta(adapter_dir: str | Path, *, required: bool = False) -> dict[str, Any] | None:
+    """The one reader of an adapter's ``verticalize_adapter.json``: the parsed object, or None when the file does
+    not exist (a directory not written by ``verticalize train``; ``required``: `AdapterMetadataError`). A file that
+    cannot be read, is not valid JSON or is not a JSON object raises `AdapterMetadataError` naming it."""
+    d = Path(adapter_dir)
     meta_path = d / ADAPTER_META
     if not meta_path.is_file():
+        if not required:
+            return None
         raise AdapterMetadataError(f"{meta_path} is missing: {d} is not a stage adapter written by `verticalize "
                                    "train`; train again or remove the directory")
     try:
@@ -326,11 +331,18 @@ def _read_adapter_meta(d: Path) -> dict[str, Any] | None:
         raise AdapterMetadataError(f"{meta_path} cannot be read ({e}); train again or remove {d}") from None
     if not isinstance(meta, dict):
         raise AdapterMetadataError(f"{meta_path} is not a JSON object; train again or remove {d}")
+    return meta
+
+
+def _read_adapter_meta(d: Path) -> dict[str, Any] | None:
+    """The metadata of the stage adapter in ``d``; None for an interrupted stage (``"complete": false``)."""
+    meta = read_adapter_meta(d, required=True)
+    assert meta is not None
     if meta.get("complete") is False:  # an interrupted stage is not a result
         return None
     if meta.get("method") != "full" and not (d / "adapter_config.json").is_file():
-        raise AdapterMetadataError(f"{meta_path} describes a PEFT adapter, but {d} has no adapter_config.json; "
-                                   "train again or remove the directory")
+        raise AdapterMetadataError(f"{d / ADAPTER_META} describes a PEFT adapter, but {d} has no "
+                                   "adapter_config.json; train again or remove the directory")
     return meta
 
 

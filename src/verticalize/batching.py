@@ -23,7 +23,7 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.engine_api import Cancellation, GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import Cancellation, EngineClosedError, GenerationResult, StopOnText, TokenClock
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -137,13 +137,27 @@ def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
     return text
 
 
+_STOP = object()  # close()'s sentinel in the queue: every job queued before it still runs, then the worker ends
+
+
 class BatchScheduler:
+    """One worker thread that owns the model and runs the queued requests in batches.
+
+    The worker survives any failure: a request that cannot even be sorted into a batch (a malformed job) gets its
+    exception and is dropped, a batch whose ``generate`` raises hands the exception to each of its requests, and
+    the thread goes on with the next ones. ``close()`` lets the requests already submitted finish first (their
+    callers get their answers), then ends the worker; a ``submit`` after it raises `EngineClosedError`.
+    """
+
     def __init__(self, engine: Any, max_batch: int = 8, window_s: float = 0.01):
         self.engine = engine
         self.max_batch = max_batch
         self.window_s = window_s
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()  # _Job, or the _STOP sentinel last
         self._held: list[_Job] = []  # taken from the queue but not compatible with the last batch
+        self._taken: list[_Job] = []  # the jobs the worker took in its current pass (failed if the pass raises)
+        self._stopping = False       # the worker took the sentinel: nothing more comes from the queue
+        self._closed = False
         self._lock = threading.Lock()
         # What tests and operators read: batches and rows run, decode steps (one per generate() step of a batch),
         # requests inside submit() now (queued or generating) and the most ever at once, rows of the current batch
@@ -155,20 +169,28 @@ class BatchScheduler:
         self.peak_active = 0
         self.rows_generating = 0
         self.cancelled = 0
-        threading.Thread(target=self._loop, name="verticalize-batcher", daemon=True).start()
+        self.worker = threading.Thread(target=self._loop, name="verticalize-batcher", daemon=True)
+        self.worker.start()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def submit(self, req: Any, ids: list[int], on_text: Callable[[str], None] | None,
                cancel: Cancellation | None = None) -> Any:
         """Generate one request in the next batch it fits; returns when its row has ended (or, cancelled while it
-        still waited, at once: it never runs)."""
+        still waited, at once: it never runs). After ``close()``: `EngineClosedError`."""
         job = _Job(req, ids, on_text, cancel)
         with self._lock:
+            if self._closed:
+                raise EngineClosedError("this engine is closed (its model was released, e.g. by /admin/reload); "
+                                        "send the request to the engine that replaced it")
             self.active += 1
             self.peak_active = max(self.peak_active, self.active)
+            self._queue.put(job)  # under the lock: a job is either before close()'s sentinel or refused
         try:
             if cancel is not None:
                 cancel.on_cancel(job.future.cancel)  # only a queued job's future can be cancelled
-            self._queue.put(job)
             try:
                 result = job.future.result()
             except CancelledError:
@@ -181,43 +203,101 @@ class BatchScheduler:
             with self._lock:
                 self.active -= 1
 
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking requests, let the ones already submitted finish, end the worker thread and drop the
+        reference to the engine (so its model can be freed). Waits up to ``timeout`` seconds (None: until the
+        worker has ended); True when it has. Closing twice is harmless."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+        if self.worker is not threading.current_thread():
+            self.worker.join(timeout)
+        ended = not self.worker.is_alive()
+        if ended:
+            self.engine = None
+        return ended
+
     # ------------------------------------------------------------------------------------------ worker
-    def _next_batch(self) -> list[_Job]:
-        first = self._held.pop(0) if self._held else self._queue.get()
+    def _take(self, timeout: float | None = None) -> _Job:
+        """The next job (held ones first); queue.Empty when none comes in time or the sentinel was reached."""
+        if self._held:
+            job = self._held.pop(0)
+        elif self._stopping:
+            raise queue.Empty
+        else:
+            job = self._queue.get() if timeout is None else self._queue.get(timeout=timeout)
+            if job is _STOP:
+                self._stopping = True
+                raise queue.Empty
+        self._taken.append(job)
+        return job
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The next batch to run ([] when every job taken was cancelled or refused); None once closed and
+        every job queued before close() has run."""
+        try:
+            first = self._take()
+        except queue.Empty:  # the sentinel, and nothing held: done
+            return None
         candidates = [first]
         deadline = time.perf_counter() + self.window_s
         while len(candidates) < self.max_batch * 2:
             remaining = deadline - time.perf_counter()
             try:
-                candidates.append(self._held.pop(0) if self._held else self._queue.get(timeout=max(remaining, 0)))
+                candidates.append(self._take(timeout=max(remaining, 0)))
             except queue.Empty:
                 break
             if remaining <= 0:
                 break
-        candidates = [job for job in candidates if not job.future.cancelled()]
-        if not candidates:
-            return []
-        first = candidates[0]
-        batch, rest = [], []
+        keyed = []
         for job in candidates:
-            fits = (len(batch) < self.max_batch and job.batch_key() == first.batch_key()
-                    and self.engine.can_share_batch(first.req.model, job.req.model))
+            if job.future.cancelled():
+                continue
+            try:
+                keyed.append((job, job.batch_key()))
+            except Exception as e:  # a malformed job fails alone
+                self._fail([job], e)
+        if not keyed:
+            return []
+        first, first_key = keyed[0]
+        batch, rest = [], []
+        for job, key in keyed:
+            try:
+                fits = (job is first or (len(batch) < self.max_batch and key == first_key
+                                         and self.engine.can_share_batch(first.req.model, job.req.model)))
+            except Exception as e:  # a job the engine cannot place fails alone
+                self._fail([job], e)
+                continue
             (batch if fits else rest).append(job)
         self._held = rest + self._held
         # From here a job can no longer be cancelled in the queue (its row checks its Cancellation instead).
         return [job for job in batch if job.future.set_running_or_notify_cancel()]
 
+    @staticmethod
+    def _fail(jobs: list[_Job], error: BaseException) -> None:
+        for job in jobs:
+            if not job.future.done():
+                if job.future.running() or job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(error)
+
     def _loop(self) -> None:
         while True:
-            batch = self._next_batch()
+            self._taken = []
+            try:
+                batch = self._next_batch()
+            except BaseException as e:  # sorting the jobs failed: the jobs it took get the error, the worker lives
+                self._held = [j for j in self._held if j not in self._taken]
+                self._fail(self._taken, e)
+                continue
+            if batch is None:
+                return
             if not batch:
                 continue
             try:
                 self._run(batch)
             except BaseException as e:  # every waiting request gets the error, the worker lives on
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(e)
+                self._fail(batch, e)
             finally:
                 self.rows_generating = 0
 

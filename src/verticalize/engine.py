@@ -9,24 +9,20 @@ by batching.py and the served engines too) and are re-exported here.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.artifacts import ADAPTER_META, RunDir, read_adapters
+from verticalize.artifacts import RunDir, read_adapter_meta, read_adapters
 from verticalize.batching import BatchScheduler
-from verticalize.engine_api import Cancellation, Engine, GenerationRequest, GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import (Cancellation, Engine, EngineClosedError, GenerationRequest, GenerationResult,
+                                    StopOnText, TokenClock)
 from verticalize.models import load_base
 
+# The one name of the bare base model where no served name is given: the ladder's engine, `export --adapter base`.
 BASE_MODEL_ALIAS = "base"
 
-__all__ = ["BASE_MODEL_ALIAS", "Cancellation", "EmbeddedEngine", "Engine", "GenerationRequest", "GenerationResult",
-           "StopOnText", "TokenClock", "adapter_info", "layered_stacks"]
-
-
-def adapter_info(adapter_dir: Path) -> dict[str, Any]:
-    info = adapter_dir / ADAPTER_META
-    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+__all__ = ["BASE_MODEL_ALIAS", "Cancellation", "EmbeddedEngine", "Engine", "EngineClosedError", "GenerationRequest",
+           "GenerationResult", "StopOnText", "TokenClock", "layered_stacks"]
 
 
 def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:
@@ -36,7 +32,7 @@ def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:
     verticalize_adapter.json), so it is only itself with its whole lineage active: additive LoRA deltas on the
     base equal the merged parents plus this stage. A lineage that is not all loaded raises: serving the stage
     alone would answer with another model than the one trained."""
-    metas = {name: adapter_info(path) for name, path in adapters.items()}
+    metas = {name: read_adapter_meta(path) or {} for name, path in adapters.items()}
     stacks: dict[str, list[str]] = {}
     for name, meta in metas.items():
         if meta.get("layering") != "merged-parents" or not meta.get("parent"):
@@ -95,6 +91,22 @@ class EmbeddedEngine:
     def model_names(self) -> list[str]:
         return [self.base_name, *self.adapters]
 
+    def close(self, timeout: float | None = None) -> None:
+        """Let the requests already submitted finish, end the batching thread and let go of the model, so its
+        memory is freed once no caller holds the engine (``serve/reload.py`` closes the old engine after a
+        reload). A later ``generate`` raises `EngineClosedError`; closing twice is harmless."""
+        self.scheduler.close(timeout)
+        if self.model is None:
+            return
+        self.model = None
+        import gc
+
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
         if req.messages is not None:
             ids = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
@@ -108,7 +120,10 @@ class EmbeddedEngine:
     def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
                  cancel: Cancellation | None = None) -> GenerationResult:
         """Generated in the next batch it fits; its row ends at end of sequence, a stop string, its max_tokens or
-        ``cancel`` (see batching.py)."""
+        ``cancel`` (see batching.py). After ``close()``: `EngineClosedError`."""
+        if self.scheduler.closed:
+            raise EngineClosedError("this engine is closed (its model was released, e.g. by /admin/reload); send "
+                                    "the request to the engine that replaced it")
         return self.scheduler.submit(req, self._prompt_ids(req), on_text, cancel)
 
     # ------------------------------------------------------------------------------------------ for the scheduler

@@ -70,6 +70,11 @@ class Cancellation:
         callback()
 
 
+class EngineClosedError(RuntimeError):
+    """A generation asked of an engine after its ``close()``: the engine has stopped its worker and let go of its
+    model (the gateway's ``/admin/reload`` closes the old engine once nothing runs on it)."""
+
+
 class Engine(Protocol):
     base_name: str
 

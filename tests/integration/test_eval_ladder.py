@@ -216,7 +216,8 @@ def test_cli_eval_bad_test_set_is_one_clear_line(tmp_path: Path, tiny_model_dir:
                            "--set", f"model.base={tiny_model_dir}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     message = " ".join(proc.stderr.split())  # rich wraps long lines at the terminal width
-    assert "no usable example" in message and "line 1: not JSON" in message and "line 2: no reference" in message
+    assert "no usable example" in message and "bad.jsonl:1: invalid JSON" in message
+    assert "bad.jsonl:2: missing 'answer'" in message
     assert "Traceback" not in proc.stderr
 
 

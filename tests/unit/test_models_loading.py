@@ -10,11 +10,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from verticalize.artifacts import ADAPTER_META
 from verticalize.cli import app
 from verticalize.config import ModelConfig
 from verticalize.models import (ModelNotFoundError, bf16_supported, load_adapter, load_base, resolve_base,
                                 resolve_dtype)
-from verticalize.models.loading import ADAPTER_META
 
 
 def test_local_directory_resolves_to_itself_and_loads(tiny_model_dir):

@@ -15,7 +15,7 @@ from rich.progress import track
 
 from verticalize.artifacts import TrainedAdapter
 from verticalize.config import Config
-from verticalize.engine import EmbeddedEngine
+from verticalize.engine import BASE_MODEL_ALIAS, EmbeddedEngine
 from verticalize.engine_api import GenerationRequest
 from verticalize.models import load_base
 from verticalize.rungs import Rung
@@ -34,7 +34,8 @@ class LadderEngines:
         self.tokenizer = tokenizer
         # The whole lineage: a layered stage is served with its parents switched on (engine.layered_stacks).
         adapters = {a.name: a.path for a in adapter.lineage} if adapter is not None else {}
-        self.engine = EmbeddedEngine(model, tokenizer, BASE_NAME, adapters, max_batch=cfg.eval.batch_size)
+        self.engine = EmbeddedEngine(model, tokenizer, BASE_MODEL_ALIAS, adapters,
+                                     max_batch=cfg.eval.batch_size)
         self._full_engine: Any = None
 
     def for_rung(self, rung: str | Rung) -> tuple[Any, str]:
@@ -53,13 +54,10 @@ class LadderEngines:
             if self.adapter is None:
                 raise RuntimeError("no trained adapter")
             return self.engine, self.adapter.name
-        return self.engine, BASE_NAME
+        return self.engine, BASE_MODEL_ALIAS
 
     def count_tokens(self, conversation: list[dict[str, str]]) -> int:
-        return self.engine.count_prompt_tokens(GenerationRequest(model=BASE_NAME, messages=conversation))
-
-
-BASE_NAME = "base"
+        return self.engine.count_prompt_tokens(GenerationRequest(model=BASE_MODEL_ALIAS, messages=conversation))
 
 
 @dataclass

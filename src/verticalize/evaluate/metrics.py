@@ -11,8 +11,9 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
+from verticalize.retrieval import mean_reciprocal_rank, recall_at_k
 from verticalize.text import normalize_answer, tokens_for_match
 
 # --------------------------------------------------------------------------------------------- registry
@@ -162,26 +163,9 @@ def macro_f1(golds: Sequence[str], preds: Sequence[str], labels: Sequence[str] |
 
 
 # --------------------------------------------------------------------------------------------- retrieval
-@register_metric("recall@k", "retrieval", description="Share of the gold items found in the top k, per query.")
-def recall_at_k(ranked: Sequence[Sequence[str]], gold: Sequence[Iterable[str]], k: int) -> float:
-    scores = []
-    for hits, relevant in zip(ranked, gold):
-        relevant = set(relevant)
-        if relevant:
-            scores.append(len(relevant & set(list(hits)[:k])) / len(relevant))
-    return sum(scores) / len(scores) if scores else 0.0
-
-
-@register_metric("mrr", "retrieval", description="Mean reciprocal rank of the first gold item.")
-def mean_reciprocal_rank(ranked: Sequence[Sequence[str]], gold: Sequence[Iterable[str]], k: int | None = None) -> float:
-    scores = []
-    for hits, relevant in zip(ranked, gold):
-        relevant = set(relevant)
-        if not relevant:
-            continue
-        hits = list(hits)[:k] if k else list(hits)
-        scores.append(next((1.0 / (i + 1) for i, h in enumerate(hits) if h in relevant), 0.0))
-    return sum(scores) / len(scores) if scores else 0.0
+register_metric("recall@k", "retrieval", description="Share of the gold items found in the top k, per query "
+                "(averaged over the queries).")(recall_at_k)
+register_metric("mrr", "retrieval", description="Mean reciprocal rank of the first gold item.")(mean_reciprocal_rank)
 
 
 # --------------------------------------------------------------------------------------------- cost

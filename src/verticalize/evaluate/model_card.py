@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from verticalize.artifacts import RunDir
+from verticalize.artifacts import AdapterMetadataError, RunDir, read_adapter_meta
 from verticalize.models.catalog import get_spec
 
 _CARD_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "accuracy", "macro_f1",
@@ -51,9 +51,10 @@ def _licence(base: str) -> str:
 
 def _last_adapter(run: RunDir, name: str | None) -> dict[str, Any]:
     if name:
-        meta = _read(run.adapter_meta(name))
-        if isinstance(meta, dict):
-            return meta
+        try:
+            return read_adapter_meta(run.adapter_dir(name)) or {}
+        except AdapterMetadataError:  # unreadable: the card says what it can without it
+            pass
     return {}
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from verticalize.artifacts import ADAPTER_META, TRAIN_SECONDS, RunDir, library_versions
+from verticalize.artifacts import (ADAPTER_META, TRAIN_SECONDS, AdapterMetadataError, RunDir, library_versions,
+                                   read_adapter_meta)
 from verticalize.evaluate import charts
 from verticalize.evaluate.model_card import write_model_card
 
@@ -34,6 +35,14 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+
+
+def _adapter_meta(adapter_dir: Path) -> dict[str, Any] | None:
+    """An adapter's metadata, or None when it is unreadable (the report leaves it out)."""
+    try:
+        return read_adapter_meta(adapter_dir)
+    except AdapterMetadataError:
         return None
 
 
@@ -114,8 +123,8 @@ def _kb_section(run: RunDir, ladder: dict[str, Any] | None) -> str:
 
 def _training_section(run: RunDir) -> str:
     rows = read_rows(run.train_metrics)
-    adapters = [read_json(p) for p in sorted(run.adapters_dir.glob(f"*/{ADAPTER_META}"))]  # unreadable: left out
-    adapters = [a for a in adapters if isinstance(a, dict)]
+    adapters = [a for a in (_adapter_meta(p.parent) for p in sorted(run.adapters_dir.glob(f"*/{ADAPTER_META}")))
+                if a is not None]
     if not rows and not adapters:
         return "<h2>Training</h2>" + _not_run("Training", "verticalize train")
     html = ["<h2>Training</h2>"]

@@ -4,8 +4,9 @@ A retrieved chunk is relevant to a question when its text contains one of the an
 shared ``answer_key``, as the ladder finds answers in passages: NFKC, case folded, whitespace and punctuation
 removed, so "4 分钟。" matches "4分钟") or, when the question names its
 gold document, when the chunk comes from that document (``match``: "either" (default), "span" or "doc").
-The rank of a question is that of its first relevant chunk; recall@k is the share of questions ranked ≤ k and
-MRR the mean of 1/rank, counting 0 beyond the deepest k asked for.
+The rank of a question is that of its first relevant chunk; recall@k is the share of questions ranked ≤ k (the
+hit rate, ``verticalize.retrieval.hit_rate_at_k``; the ladder's recall@k is the per-question share of gold items,
+``recall_at_k``) and MRR the mean of 1/rank, counting 0 beyond the deepest k asked for.
 
 Question files: our dataset JSONL (``meta.question``/``meta.answer``/``meta.doc_id``, or the user and assistant
 messages) and SQuAD JSON (``data[].paragraphs[].qas[]``, e.g. CMRC 2018).
@@ -21,6 +22,7 @@ from typing import Any, Iterable, Literal, Sequence
 from verticalize.artifacts import write_json
 from verticalize.kb.base import Hit, KBError, KBNotFoundError
 from verticalize.kb.build import open_kb
+from verticalize.retrieval import hit_rate_at_k, mrr_of_ranks
 from verticalize.testsets import squad_questions
 from verticalize.text import answer_key
 
@@ -131,13 +133,12 @@ def first_relevant_rank(question: Question, hits: Sequence[Hit], match: Match = 
 
 
 def retrieval_metrics(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[str, float]:
-    """recall@k for each k and MRR (0 for questions not found within max(ks)) from first-relevant ranks."""
-    n = len(ranks)
-    if n == 0:
+    """recall@k for each k (``hit_rate_at_k``: the share of questions with a relevant chunk in the top k) and MRR
+    (0 for questions not found within max(ks)) from first-relevant ranks."""
+    if not ranks:
         return {**{f"recall@{k}": 0.0 for k in ks}, "mrr": 0.0}
-    cutoff = max(ks)
-    out = {f"recall@{k}": sum(1 for r in ranks if r is not None and r <= k) / n for k in ks}
-    out["mrr"] = sum(1.0 / r for r in ranks if r is not None and r <= cutoff) / n
+    out = {f"recall@{k}": hit_rate_at_k(ranks, k) for k in ks}  # one relevant rank per question: the hit rate
+    out["mrr"] = mrr_of_ranks(ranks, max(ks))
     return {k: round(v, 4) for k, v in out.items()}
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from verticalize.artifacts import ADAPTER_META
+from verticalize.artifacts import read_adapter_meta
 from verticalize.config import ModelConfig
 from verticalize.models.errors import ModelNotFoundError
 from verticalize.models.resolve import resolve_base
@@ -74,12 +74,6 @@ def load_tokenizer(path: str | Path, model_cfg: ModelConfig) -> Any:
     return tokenizer
 
 
-def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
-    """``verticalize_adapter.json`` of an adapter directory ({} when it was not written by verticalize)."""
-    path = Path(adapter_dir) / ADAPTER_META
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
 def load_adapter(model_cfg: ModelConfig, adapter_dir: str | Path, dtype: Any = None,
                  merge_parents: bool = True) -> tuple[Any, Any]:
     """(model, tokenizer) with the adapter in ``adapter_dir`` applied to the base.
@@ -92,7 +86,7 @@ def load_adapter(model_cfg: ModelConfig, adapter_dir: str | Path, dtype: Any = N
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise ModelNotFoundError(f"adapter directory not found: {adapter_dir}; train first (`verticalize train`)")
-    meta = read_adapter_meta(adapter_dir)
+    meta = read_adapter_meta(adapter_dir) or {}  # {}: an adapter not written by verticalize
     is_peft = (adapter_dir / "adapter_config.json").is_file()
     if meta.get("method") == "full" or (not is_peft and (adapter_dir / "config.json").is_file()):
         return _load_full_model(model_cfg, adapter_dir, dtype)
@@ -133,7 +127,7 @@ def _merge_parent_chain(model: Any, adapter_dir: Path, meta: dict[str, Any]) -> 
             break
         chain.append(parent_dir)
         seen.add(parent)
-        parent = read_adapter_meta(parent_dir).get("parent")
+        parent = (read_adapter_meta(parent_dir) or {}).get("parent")
     for parent_dir in reversed(chain):  # root stage first
         if not _mergeable(parent_dir):
             # Prefix/prompt tuning has no weights to merge; stacking it under another adapter is not supported.

@@ -4,7 +4,7 @@ Public API:
     estimate(cfg, *, num_params=None, arch=None, tokens=None, **setting) -> Estimate   (.to_dict(), .fits)
     check_fits(cfg, *, num_params=None, arch=None) -> dict      raises DoesNotFitError saying what to change
     compare(cfg, ...) -> list[Estimate]                          full FT, LoRA, QLoRA, prefix tuning
-    DoesNotFitError(ValueError)
+    DoesNotFitError(UserError, ValueError)
 """
 
 from verticalize.plan.estimator import DoesNotFitError, Estimate, check_fits, compare, estimate

@@ -22,6 +22,7 @@ from typing import Any
 
 from verticalize.artifacts import RunDir
 from verticalize.config import Config
+from verticalize.errors import UserError
 from verticalize.methods import get as get_method
 from verticalize.models.catalog import get_spec
 from verticalize.plan.arch import Arch, resolve_arch
@@ -34,8 +35,9 @@ DEFAULT_TOKENS_PER_EPOCH = 1_000_000
 COMPARE_METHODS = ("full", "lora", "qlora", "prefix")
 
 
-class DoesNotFitError(ValueError):
-    """The setting needs more memory than the device has; the message says what to change."""
+class DoesNotFitError(UserError, ValueError):
+    """The setting needs more memory than the device has; the message says what to change (user-fixable: the CLI
+    shows it as one line; train re-raises it as a ``TrainError`` that names the training setting)."""
 
 
 @dataclass

@@ -74,11 +74,6 @@ def write_adapter_meta(adapter_dir: Path, meta: dict[str, Any]) -> None:
     write_json(adapter_dir / ADAPTER_META, meta)
 
 
-def read_adapter_meta(adapter_dir: Path) -> dict[str, Any] | None:
-    path = Path(adapter_dir) / ADAPTER_META
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def list_adapters(run_root: str | Path) -> list[dict[str, Any]]:
     """Every stage adapter of a run, in training order (``artifacts.read_adapters``), with its recorded metadata."""
     run = RunDir(run_root)

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from verticalize.artifacts import ADAPTER_META, RunDir, file_fingerprint, fingerprint, write_manifest
+from verticalize.artifacts import (ADAPTER_META, RunDir, file_fingerprint, fingerprint, read_adapter_meta,
+                                   write_manifest)
 from verticalize.config import Config
 from verticalize.methods import get as get_method
 from verticalize.plan import DoesNotFitError, check_fits
@@ -27,7 +28,7 @@ from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, Trai
 from verticalize.train.loop import StageRun, StepCallback, run_stage
 from verticalize.train.methods import build_model, check_method_supported, layering, n_virtual_tokens, \
     resolve_precision, save_trained
-from verticalize.train.report import MetricsLog, plot_loss_curve, read_adapter_meta, write_adapter_meta
+from verticalize.train.report import MetricsLog, plot_loss_curve, write_adapter_meta
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,8 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
                  resume: bool, on_step: StepCallback | None, set_seed: Any) -> dict[str, Any]:
     adapter_dir = run.adapter_dir(plan.name)
     fp = _stage_fingerprint(cfg, plan, run)
-    done = read_adapter_meta(adapter_dir)
-    if resume and done and done.get("complete") and done.get("fingerprint") == fp:
+    done = read_adapter_meta(adapter_dir) if resume else None
+    if done and done.get("complete") and done.get("fingerprint") == fp:
         return done
     set_seed(cfg.project.seed)
     parents = [run.adapter_dir(name) for name in plan.ancestors]
