@@ -70,24 +70,27 @@ def contextualise(examples: Sequence[dict[str, Any]], chunks_by_id: dict[str, di
             out.append(_closed(ex))
             counts["no_oracle_closed_book"] += 1
             continue
-        pool = [h for h in hits if h.chunk_id != oracle.chunk_id and not _holds(h.text, answer)]
-        near_miss = _without_answer(oracle, answer)
+        # focused once per pair: every form of the pair shows the same windows, in other draws
+        pool = [_focused(h, question, style) for h in hits
+                if h.chunk_id != oracle.chunk_id and not _holds(h.text, answer)]
+        shown_oracle = Passage(focus(oracle.text, question, style.passage_tokens, must_contain=answer),
+                               oracle.source, oracle.chunk_id)
+        near_miss = _without_answer(oracle, answer)  # also with the share at 0: whether one exists draws rng
+        if near_miss is not None:
+            near_miss = _focused(near_miss, question, style)
         made = 0
         for variant in range(variants):
             # the first form takes the best-ranked distractors; further forms draw others from the pool
             distractors = pool if variant == 0 else rng.sample(pool, len(pool))
             with_oracle = rng.random() < ctx.oracle_share
             if with_oracle:
-                shown = [Passage(focus(oracle.text, question, style.passage_tokens, must_contain=answer),
-                                 oracle.source, oracle.chunk_id)]
-                shown += [_focused(h, question, style) for h in distractors[: ctx.distractors]]
+                shown = [shown_oracle, *distractors[: ctx.distractors]]
                 form = "with_oracle"
             elif near_miss is not None and rng.random() < ctx.near_miss_share:
-                shown = [_focused(near_miss, question, style)]
-                shown += [_focused(h, question, style) for h in distractors[: ctx.distractors]]
+                shown = [near_miss, *distractors[: ctx.distractors]]
                 form = "near_miss_refusal"
             else:
-                shown = [_focused(h, question, style) for h in distractors[: ctx.distractors + 1]]
+                shown = list(distractors[: ctx.distractors + 1])
                 form = "refusal"
             if not shown:  # nothing to refuse from: no passage is not a question we ask
                 counts["no_distractor"] += 1
