@@ -241,8 +241,10 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
                 name: str | None = None, check_tokens: int = 8) -> dict[str, Any]:
     """Merge ``adapter_dir`` (None: the bare base) into the base, write ``out_dir/model.gguf`` and validate it.
 
-    Validation: gguf.GGUFReader always (tensor count and shapes, metadata); llama-cpp-python when importable —
-    the prompt tokenised the same way, and greedy tokens compared with Transformers' on the merged model.
+    Validation: gguf.GGUFReader always (tensor count and shapes, metadata); Transformers' GGUF reader always
+    (logits within the type's tolerance, and for f32/f16 the same greedy tokens as the merged model, token for
+    token); llama-cpp-python when importable (the prompt tokenised the same way, the same greedy tokens). A
+    mismatch raises `GGUFExportError`.
     """
     import torch
 
@@ -270,8 +272,8 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
                   chat_template=summary["chat_template"], eos_token_id=summary["eos_token_id"],
                   eos_token=tokenizer.convert_ids_to_tokens(int(summary["eos_token_id"]))
                   if summary["eos_token_id"] is not None else None)
-    result["transformers_check"] = compare_with_transformers(out_path, model, tokenizer, outtype)
-    result["llama_cpp_check"] = compare_with_llamacpp(out_path, model, tokenizer, check_tokens)
+    result["transformers_check"] = compare_with_transformers(out_path, model, tokenizer, outtype, check_tokens)
+    result["llama_cpp_check"] = compare_with_llamacpp(out_path, model, tokenizer, check_tokens, outtype)
     return result
 
 
@@ -279,8 +281,16 @@ def export_gguf(model_cfg: Any, adapter_dir: Path | None, out_dir: Path, outtype
 _READBACK_TOLERANCE = {"f32": 1e-3, "f16": 2e-2, "q8_0": 1e-1}
 
 
-def compare_with_transformers(gguf_path: Path, model: Any, tokenizer: Any, outtype: str) -> dict[str, Any]:
-    """Load the GGUF back with Transformers' GGUF reader and compare logits with the merged model."""
+# Types whose greedy tokens must equal the merged model's token for token; q8_0's rounding may move a near-tie.
+_EXACT_TOKEN_TYPES = ("f32", "f16")
+
+
+def compare_with_transformers(gguf_path: Path, model: Any, tokenizer: Any, outtype: str,
+                              n_tokens: int = 8) -> dict[str, Any]:
+    """Load the GGUF back with Transformers' GGUF reader; compare logits and greedy tokens with the merged model.
+
+    A logit difference beyond the type's tolerance fails; so does any greedy token that differs for f32/f16.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -292,11 +302,21 @@ def compare_with_transformers(gguf_path: Path, model: Any, tokenizer: Any, outty
         expected = model(probe).logits.float()
         got = reloaded(probe).logits.float()
     rel = float((got - expected).abs().max() / expected.abs().max().clamp_min(1e-6))
-    same_top1 = bool((got[0, -1].argmax() == expected[0, -1].argmax()).item())
     if rel > _READBACK_TOLERANCE[outtype]:
         raise GGUFExportError(f"{gguf_path} read back by Transformers differs from the merged model "
                               f"(relative logit difference {rel:.3g} > {_READBACK_TOLERANCE[outtype]})")
-    return {"relative_max_logit_diff": rel, "same_next_token": same_top1}
+    _, want = greedy_reference(model, tokenizer, n_tokens)
+    _, have = greedy_reference(reloaded, tokenizer, n_tokens)
+    matching = _matching_prefix(have, want)
+    if outtype in _EXACT_TOKEN_TYPES and have != want:
+        raise GGUFExportError(f"{gguf_path} read back by Transformers generates other tokens than the merged model "
+                              f"from token {matching} on: {have} vs {want}")
+    return {"relative_max_logit_diff": rel, "greedy_tokens": len(want), "matching_prefix": matching,
+            "same_tokens": have == want}
+
+
+def _matching_prefix(got: list[int], expected: list[int]) -> int:
+    return next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
 
 
 def greedy_reference(model: Any, tokenizer: Any, n_tokens: int) -> tuple[list[int], list[int]]:
@@ -312,8 +332,10 @@ def greedy_reference(model: Any, tokenizer: Any, n_tokens: int) -> tuple[list[in
     return ids, out[0, len(ids):].tolist()
 
 
-def compare_with_llamacpp(gguf_path: Path, model: Any, tokenizer: Any, n_tokens: int = 8) -> dict[str, Any]:
-    """Load the GGUF with llama-cpp-python and compare tokenisation and greedy tokens with Transformers."""
+def compare_with_llamacpp(gguf_path: Path, model: Any, tokenizer: Any, n_tokens: int = 8,
+                          outtype: str = "f16") -> dict[str, Any]:
+    """Load the GGUF with llama-cpp-python and compare tokenisation and greedy tokens with Transformers (a
+    difference fails for f32/f16)."""
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -328,6 +350,9 @@ def compare_with_llamacpp(gguf_path: Path, model: Any, tokenizer: Any, n_tokens:
         got.append(int(token))
         if len(got) >= len(expected) or token == llm.token_eos():
             break
-    matching = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+    matching = _matching_prefix(got, expected)
+    if outtype in _EXACT_TOKEN_TYPES and (list(llama_ids) != ids or got != expected):
+        raise GGUFExportError(f"{gguf_path} in llama.cpp does not reproduce Transformers: tokenisation "
+                              f"{'equal' if list(llama_ids) == ids else 'differs'}, greedy tokens {got} vs {expected}")
     return {"prompt_tokens": len(ids), "same_tokenization": list(llama_ids) == ids, "transformers": expected,
             "llama_cpp": got, "matching_prefix": matching}

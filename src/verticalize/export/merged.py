@@ -1,4 +1,5 @@
-"""Merged weights: the base with one LoRA-family adapter folded in, saved as a plain safetensors model."""
+"""Merged weights: the base with a LoRA-family adapter (and a layered stage's parents) folded in, as a plain
+safetensors model."""
 
 from __future__ import annotations
 
@@ -6,19 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.config import ModelConfig
-from verticalize.models import load_base
+from verticalize.models import load_adapter
 
 
 def export_merged(model_cfg: ModelConfig, adapter_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Merge and save; validated by reloading the result and comparing its logits with the adapter's."""
+    """Merge and save; validated by reloading the result and comparing its logits with the adapter's.
+
+    A layered stage is loaded the way it was trained (`load_adapter`: its parents merged into the base first), so
+    the merged model is the whole lineage.
+    """
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-
-    model, tokenizer = load_base(model_cfg, dtype=torch.float32)
-    peft_model = PeftModel.from_pretrained(model, str(adapter_dir))
-    peft_model.eval()
+    peft_model, tokenizer = load_adapter(model_cfg, adapter_dir, dtype=torch.float32)
     probe = tokenizer("The first rule of the domain is", return_tensors="pt")
     with torch.inference_mode():
         expected = peft_model(**probe).logits
