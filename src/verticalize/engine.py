@@ -16,7 +16,7 @@ from verticalize.artifacts import RunDir, read_adapter_meta, read_adapters
 from verticalize.batching import BatchScheduler
 from verticalize.engine_api import (Cancellation, Engine, EngineClosedError, GenerationRequest, GenerationResult,
                                     StopOnText, TokenClock)
-from verticalize.models import load_base
+from verticalize.models import BaseForm, load_base_as_trained
 
 # The one name of the bare base model where no served name is given: the ladder's engine, `export --adapter base`.
 BASE_MODEL_ALIAS = "base"
@@ -58,6 +58,7 @@ class EmbeddedEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.base_name = base_name
+        self.base_form: BaseForm | None = None  # how the base was loaded against how it was trained (from_run)
         self.adapters: list[str] = []
         for name, path in (adapters or {}).items():
             self._load_adapter(name, path)
@@ -71,9 +72,12 @@ class EmbeddedEngine:
                  **batching: Any) -> "EmbeddedEngine":
         """The base with every PEFT adapter of the run loaded, each served by its stage name (a full fine-tune
         is a model of its own and is not loaded here)."""
-        adapters = {a.name: a.path for a in read_adapters(run) if not a.is_full}
-        model, tokenizer = load_base(model_cfg)
-        return cls(model, tokenizer, base_name or Path(model_cfg.base).name, adapters, **batching)
+        trained = [a for a in read_adapters(run) if not a.is_full]
+        model, tokenizer, form = load_base_as_trained(model_cfg, trained)
+        engine = cls(model, tokenizer, base_name or Path(model_cfg.base).name, {a.name: a.path for a in trained},
+                     **batching)
+        engine.base_form = form
+        return engine
 
     def _load_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel

@@ -125,6 +125,31 @@ def test_ladder_end_to_end_on_tiny_model(evaluated_run: tuple[RunDir, dict]) -> 
         [r["new_tokens"] for r in peft_rows] != [r["new_tokens"] for r in prompt_rows]
     manifest = json.loads((run.stage("eval") / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["examples"] == 4 and manifest["counts"]["rungs"] == 4
+    # A LoRA adapter is measured on the base it was trained on, and the ladder says so.
+    form = ladder["settings"]["base_form"]
+    assert form["trained"] == "unquantised" and form["as_trained"] is True and form["note"] == ""
+
+
+def test_a_qlora_run_measured_without_a_gpu_says_so(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """QLoRA trains on a 4-bit base; with no CUDA here the ladder answers from the unquantised base and the
+    ladder, the report and the model card say it plainly instead of presenting it as the trained model."""
+    import torch
+
+    from verticalize.evaluate import evaluate_run
+    from verticalize.evaluate.report import write_report
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine could load the 4-bit base: the statement is only made without one")
+    run = build_tiny_run(tmp_path / "run", tiny_model_dir, with_kb=False)
+    _tiny_lora(tiny_model_dir, run.adapters_dir / "task", method="qlora")
+    ladder = evaluate_run(_cfg(run, tiny_model_dir, "eval.max_examples=2", "eval.rungs=[prompt,peft]"), run)
+    form = ladder["settings"]["base_form"]
+    assert form["trained"] == "nf4" and form["as_trained"] is False and form["loaded"] in ("float32", "bfloat16")
+    assert form["note"].startswith("task trained QLoRA on a 4-bit NF4 base, but this machine cannot load one "
+                                   "(no CUDA GPU)")
+    html = write_report(run).read_text(encoding="utf-8")
+    assert "not from the model as trained" in html
+    assert "- Base as measured: task trained QLoRA" in run.model_card.read_text(encoding="utf-8")
 
 
 def test_missing_adapter_and_kb_skip_rungs_with_reasons(tmp_path: Path, tiny_model_dir: Path) -> None:

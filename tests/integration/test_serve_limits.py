@@ -192,6 +192,9 @@ def test_metrics_and_ready_need_the_key_health_does_not(server: Server):
         assert_error(r, 401, "invalid_api_key")
         assert httpx.get(f"{server.url}{path}", headers=AUTH).status_code == 200
     assert "verticalize:errors_total" in httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    # With the key, /ready also says how the base was loaded against how the adapters were trained on it.
+    base = httpx.get(f"{server.url}/ready", headers=AUTH).json()["base"]
+    assert base["trained"] == "unquantised" and base["as_trained"] is True and base["note"] == ""
 
 
 def _serve(run_dir: Path, *args: str, key: str | None = None) -> subprocess.Popen:

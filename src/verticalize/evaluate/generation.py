@@ -17,7 +17,7 @@ from verticalize.artifacts import TrainedAdapter
 from verticalize.config import Config
 from verticalize.engine import BASE_MODEL_ALIAS, EmbeddedEngine
 from verticalize.engine_api import GenerationRequest
-from verticalize.models import load_base
+from verticalize.models import load_base_as_trained
 from verticalize.rungs import Rung
 
 _CONSOLE = Console(stderr=True)
@@ -30,12 +30,14 @@ class LadderEngines:
 
     def __init__(self, cfg: Config, adapter: TrainedAdapter | None, full: TrainedAdapter | None):
         self.cfg, self.adapter, self.full = cfg, adapter, full
-        model, tokenizer = load_base(cfg.model)
+        lineage = adapter.lineage if adapter is not None else ()
+        # The base as the adapter was trained on it (4-bit for QLoRA where this machine can; else said plainly).
+        model, tokenizer, self.base_form = load_base_as_trained(cfg.model, lineage)
         self.tokenizer = tokenizer
         # The whole lineage: a layered stage is served with its parents switched on (engine.layered_stacks).
-        adapters = {a.name: a.path for a in adapter.lineage} if adapter is not None else {}
-        self.engine = EmbeddedEngine(model, tokenizer, BASE_MODEL_ALIAS, adapters,
+        self.engine = EmbeddedEngine(model, tokenizer, BASE_MODEL_ALIAS, {a.name: a.path for a in lineage},
                                      max_batch=cfg.eval.batch_size)
+        self.engine.base_form = self.base_form
         self._full_engine: Any = None
 
     def for_rung(self, rung: str | Rung) -> tuple[Any, str]:

@@ -80,7 +80,8 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
         "settings": {"few_shot": len(few_shot), "max_new_tokens": cfg.eval.max_new_tokens,
                      "batch_size": cfg.eval.batch_size, "top_k": cfg.kb.top_k, "base": cfg.model.base,
                      "adapter": adapter.name if adapter else None,
-                     "adapter_lineage": [a.name for a in adapter.lineage] if adapter else []},
+                     "adapter_lineage": [a.name for a in adapter.lineage] if adapter else [],
+                     "base_form": models.base_form.as_dict() if models else None},
     }
     write_json(run.ladder, _finite(ladder))
     write_manifest(eval_dir, "eval", inputs=_inputs(run, ts, adapter),

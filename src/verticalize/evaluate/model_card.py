@@ -58,6 +58,12 @@ def _last_adapter(run: RunDir, name: str | None) -> dict[str, Any]:
     return {}
 
 
+def _base_form(form: dict[str, Any] | None) -> str:
+    if not form:
+        return "not recorded"
+    return form.get("note") or f"{form.get('loaded')}, as trained"
+
+
 def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
     cfg = _read(run.config_file, yaml.safe_load) or {}
     settings = (ladder or {}).get("settings", {})
@@ -69,6 +75,7 @@ def model_card_text(run: RunDir, ladder: dict[str, Any] | None) -> str:
              f"- Adaptation: {adapter.get('method') or (cfg.get('train') or {}).get('method') or 'none trained'}"
              + (f", adapter `{adapter['name']}`" if adapter.get("name") else ""),
              f"- Layered stages: {' → '.join(settings.get('adapter_lineage') or []) or '—'}",
+             f"- Base as measured: {_base_form(settings.get('base_form'))}",
              f"- Trainable parameters: {_fmt(adapter.get('trainable_params'))} of {_fmt(adapter.get('total_params'))}",
              f"- Files: `{run.adapters_dir}` (PEFT format: adapter_config.json + adapter_model.safetensors)", ""]
     lines += ["## Licence", "", _licence(base), ""]

@@ -171,6 +171,9 @@ def _ladder_section(ladder: dict[str, Any] | None) -> str:
     html.append(_table(["rung", *shown], [[r, *[rungs[r].get(m) for m in shown]] for r in names]))
     for rung, why in (ladder.get("skipped") or {}).items():
         html.append(f'<p class="note">{escape(rung)} skipped: {escape(why)}</p>')
+    form = (ladder.get("settings") or {}).get("base_form") or {}
+    if form.get("note"):  # e.g. QLoRA measured on an unquantised base: the figures are not the trained model's
+        html.append(f'<p class="note warning">Base model: {escape(form["note"])}</p>')
     for rung, values in rungs.items():
         if isinstance(values.get("confusion"), dict):
             html.append(_confusion(rung, values["confusion"]))

@@ -23,6 +23,16 @@ NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
 QLORA_SPEED_FACTOR = 0.7
 
 
+def nf4_config() -> Any:
+    """The 4-bit quantisation QLoRA trains on (NF4, double quantisation, bf16 compute): one definition for the
+    trainer and for loading the base the way it was trained (``models.load_base_as_trained``)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 class QLora(Lora):
     name = "qlora"
     summary = "LoRA on a 4-bit NF4 base (bitsandbytes, CUDA)"
@@ -44,12 +54,10 @@ class QLora(Lora):
     def load_base(self, cfg: "Config", precision: Any, device: Any, base_path: "Path") -> tuple[Any, Any]:
         import torch
         from peft import prepare_model_for_kbit_training
-        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = base_path
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                 bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, dtype=torch.bfloat16,
+        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=nf4_config(), dtype=torch.bfloat16,
                                                      device_map={"": device.index or 0},
                                                      trust_remote_code=cfg.model.trust_remote_code)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.train.gradient_checkpointing)

@@ -14,11 +14,12 @@ Public API (stable; other stages use only this):
 from __future__ import annotations
 
 from verticalize.models.catalog import CATALOG, DEFAULT_MODEL, ModelSpec, get_spec, list_specs
-from verticalize.models.loading import bf16_supported, load_adapter, load_base, load_tokenizer, resolve_dtype
+from verticalize.models.loading import BaseForm, bf16_supported, load_adapter, load_base, load_base_as_trained, \
+    load_tokenizer, resolve_dtype
 from verticalize.models.prepare import prepare_base
 from verticalize.models.errors import ModelConversionError, ModelNotFoundError
 from verticalize.models.resolve import cache_root, embedded_gguf_path, resolve_base
 
-__all__ = ["CATALOG", "DEFAULT_MODEL", "ModelSpec", "get_spec", "list_specs", "bf16_supported", "load_adapter",
+__all__ = ["BaseForm", "load_base_as_trained", "CATALOG", "DEFAULT_MODEL", "ModelSpec", "get_spec", "list_specs", "bf16_supported", "load_adapter",
            "load_base", "load_tokenizer", "resolve_dtype", "prepare_base",
            "ModelNotFoundError", "ModelConversionError", "cache_root", "embedded_gguf_path", "resolve_base"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-from verticalize.artifacts import read_adapter_meta
+from verticalize.artifacts import TrainedAdapter, read_adapter_meta
 from verticalize.config import ModelConfig
+from verticalize.methods import get as get_method
 from verticalize.models.errors import ModelNotFoundError
 from verticalize.models.resolve import resolve_base
 
@@ -52,17 +54,65 @@ def resolve_dtype(requested: Any) -> Any:
     return getattr(torch, _DTYPES[key])
 
 
-def load_base(model_cfg: ModelConfig, dtype: Any = None) -> tuple[Any, Any]:
-    """(model, tokenizer) for ``model_cfg.base``; ``dtype`` overrides ``model_cfg.dtype`` (auto → bf16 if native)."""
+def load_base(model_cfg: ModelConfig, dtype: Any = None, quantization_config: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for ``model_cfg.base``; ``dtype`` overrides ``model_cfg.dtype`` (auto → bf16 if native).
+    ``quantization_config`` (a Transformers quantisation config) loads the weights quantised, on the first GPU."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_base(model_cfg)
     torch_dtype = resolve_dtype(dtype if dtype is not None else model_cfg.dtype)
     tokenizer = load_tokenizer(path, model_cfg)
+    placement = {"quantization_config": quantization_config, "device_map": {"": 0}} if quantization_config else {}
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, use_safetensors=True,
-                                                 trust_remote_code=model_cfg.trust_remote_code)
+                                                 trust_remote_code=model_cfg.trust_remote_code, **placement)
     model.eval()
     return model, tokenizer
+
+
+@dataclass(frozen=True)
+class BaseForm:
+    """How the base under a run's adapters was loaded for answering, beside how it was trained. The ladder
+    records it and the gateway logs it, so a figure never silently measures another model than the one trained."""
+
+    trained: str        # "nf4" (QLoRA's 4-bit base) or "unquantised"
+    loaded: str         # "nf4" or the torch dtype the base was loaded in
+    note: str = ""      # a plain statement when they differ
+
+    @property
+    def as_trained(self) -> bool:
+        return self.trained != "nf4" or self.loaded == "nf4"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "as_trained": self.as_trained}
+
+
+def load_base_as_trained(model_cfg: ModelConfig, adapters: Iterable[TrainedAdapter]) -> tuple[Any, Any, BaseForm]:
+    """(model, tokenizer, form): the base the way the adapters were trained on it — 4-bit NF4 when a QLoRA stage
+    is among them and this machine can load it (CUDA + bitsandbytes); else unquantised, saying so plainly."""
+    import torch
+
+    from verticalize.methods.qlora import nf4_config
+
+    quantized = [a.name for a in adapters if get_method(a.method).quantizes_base]
+    if not quantized:
+        model, tokenizer = load_base(model_cfg)
+        return model, tokenizer, BaseForm("unquantised", str(model.dtype).removeprefix("torch."))
+    reason = None if torch.cuda.is_available() else "no CUDA GPU"
+    if reason is None:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            reason = "bitsandbytes is not installed"
+    if reason is None:
+        model, tokenizer = load_base(model_cfg, dtype=torch.bfloat16, quantization_config=nf4_config())
+        return model, tokenizer, BaseForm("nf4", "nf4")
+    model, tokenizer = load_base(model_cfg)
+    loaded = str(model.dtype).removeprefix("torch.")
+    note = (f"{', '.join(quantized)} trained QLoRA on a 4-bit NF4 base, but this machine cannot load one ({reason}): "
+            f"the answers come from the unquantised {loaded} base with the adapter on it, not from the model "
+            "as trained")
+    log.warning(note)
+    return model, tokenizer, BaseForm("nf4", loaded, note)
 
 
 def load_tokenizer(path: str | Path, model_cfg: ModelConfig) -> Any:

@@ -145,6 +145,9 @@ def _add_status_routes(app: FastAPI, g: Gateway) -> None:
         body: dict[str, Any] = {"ready": ok}
         if g.authorized(request):
             body["models"] = g.engine.model_names()
+            form = getattr(getattr(g.engine, "current", g.engine), "base_form", None)
+            if form is not None:  # e.g. a QLoRA run answered from an unquantised base: said, not hidden
+                body["base"] = form.as_dict()
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics")
