@@ -13,6 +13,12 @@ go back to the OS, so RSS follows live tensor bytes), compared with the estimate
     .venv/bin/python bench/estimator_validation.py            # SmolLM2 (embedded) + a tiny model
     .venv/bin/python bench/estimator_validation.py --quick    # tiny models only (seconds)
 
+    .venv/bin/python bench/estimator_validation.py --summarise  # recompute the errors from the stored rows
+
+Time: each row also compares the estimated tokens/s with the measured one, uncalibrated and calibrated the way
+`verticalize estimate --calibrate` does (leave one out: the median measured/estimated ratio of the other settings
+with the same method and precision).
+
 Prints a table with relative errors and writes bench/results/estimator_validation.json.
 """
 
@@ -45,7 +51,8 @@ TINY_SETTINGS = [
     ("tiny-h512 lora fp32 b8x512", "tiny512", "lora", "fp32", 8, 512, False, ["q_proj", "v_proj"]),
     ("tiny-h512 lora bf16 b8x512", "tiny512", "lora", "bf16", 8, 512, False, ["q_proj", "v_proj"]),
 ]
-STEPS = 2  # the peak is in step 2: optimizer states exist while activations and gradients are live
+STEPS = 4  # the memory peak is from step 2 on (optimizer states live with activations and gradients); time is
+           # the median of steps 2-4
 M_MMAP_THRESHOLD = -3
 
 
@@ -86,11 +93,11 @@ def run_child(spec: dict) -> dict:
     vocab = model.config.vocab_size if hasattr(model.config, "vocab_size") else model.base_model.config.vocab_size
     device = "cuda" if cuda else "cpu"
     ids = torch.randint(3, vocab, (spec["micro_batch"], spec["seq_len"]), device=device)
-    start = time.perf_counter()
-    losses = []
+    losses, step_seconds = [], []
     # Full fine-tuning in bf16 keeps fp32 master weights and computes under autocast, as the trainer does.
     amp = spec["method"] == "full" and spec["precision"] == "bf16"
     for _ in range(STEPS):
+        start = time.perf_counter()
         with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
             out = model(input_ids=ids, labels=ids)
         out.loss.backward()
@@ -98,12 +105,16 @@ def run_child(spec: dict) -> dict:
         opt.zero_grad(set_to_none=True)
         losses.append(float(out.loss))
         del out
-    seconds = (time.perf_counter() - start) / STEPS
+        step_seconds.append(time.perf_counter() - start)
+    # Throughput from the steps after the first: step 1 pays the one-off warm-up (allocations, kernel choice,
+    # optimizer state creation), which a real run spreads over hundreds of steps.
+    seconds = sorted(step_seconds[1:])[len(step_seconds[1:]) // 2]
     if cuda:
         peak, base = torch.cuda.max_memory_allocated(), 0
     else:
         peak, base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss0
     return {"baseline_rss": rss0, "peak": peak, "measured": peak - base, "seconds_per_step": seconds,
+            "step_seconds": step_seconds,
             "losses": losses, "trainable": sum(p.numel() for p in params), "cuda": cuda}
 
 
@@ -118,7 +129,7 @@ def estimate_for(model_dir: str, method: str, precision: str, b: int, s: int, gc
     if targets:
         overrides.append(f"train.lora.target_modules={json.dumps(targets)}")
     cfg = load_config(None, overrides)
-    return cfg, estimate(cfg, tokens=b * s * STEPS)
+    return cfg, estimate(cfg, tokens=b * s * STEPS, calibrated=False)  # the FLOPs model alone is under test
 
 
 def model_dirs(keys: set[str], tmp: Path) -> dict[str, str]:
@@ -143,9 +154,15 @@ def main() -> None:
     ap.add_argument("--only", help="Run only settings whose label contains this text.")
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path.")
     ap.add_argument("--merge", action="store_true", help="Keep the other settings already in --out.")
+    ap.add_argument("--summarise", action="store_true",
+                    help="Recompute the summary (memory and time errors) from the rows already in --out.")
     args = ap.parse_args()
     if args.child:
         print("RESULT " + json.dumps(run_child(json.loads(args.child))), flush=True)
+        return
+    if args.summarise:
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        write_results(previous["rows"], args.out, created=previous.get("created"))
         return
     settings = TINY_SETTINGS + ([] if args.quick else SMOLLM_SETTINGS)
     if args.only:
@@ -185,7 +202,28 @@ def main() -> None:
     write_results(rows, args.out)
 
 
-def write_results(rows: list[dict], out: Path) -> dict:
+def add_time_errors(rows: list[dict]) -> None:
+    """Per row: the FLOPs model's time error, and the error after calibrating from the OTHER rows (leave one
+    out: the median measured/estimated ratio of the other settings with the same method and precision, else of
+    all other settings) — what `verticalize estimate --calibrate` does with the runs a user has measured."""
+    import statistics
+
+    ratio = {r["setting"]: r["default"]["tokens_per_second"] / r["tokens_per_second_estimated"] for r in rows}
+    for r in rows:
+        others = [o for o in rows if o["setting"] != r["setting"]]
+        alike = [o for o in others if (o["method"], o["precision"]) == (r["method"], r["precision"])]
+        basis = alike or others
+        factor = statistics.median(ratio[o["setting"]] for o in basis) if basis else 1.0
+        measured = r["default"]["tokens_per_second"]
+        r["time"] = {"estimated_tokens_per_s": r["tokens_per_second_estimated"], "measured_tokens_per_s": measured,
+                     "relative_error": r["tokens_per_second_estimated"] / measured - 1,
+                     "off_by_factor": max(ratio[r["setting"]], 1 / ratio[r["setting"]]),
+                     "calibration_factor": factor, "calibrated_from": "same method+precision" if alike else "all",
+                     "calibrated_relative_error": r["tokens_per_second_estimated"] * factor / measured - 1}
+
+
+def write_results(rows: list[dict], out: Path, created: str | None = None) -> dict:
+    add_time_errors(rows)
     print_table(rows)
     summary: dict = {"settings": len(rows)}
     for mode in ("default", "mallopt"):
@@ -193,11 +231,19 @@ def write_results(rows: list[dict], out: Path) -> dict:
         if errors:
             summary[mode] = {"mean_abs_relative_error": sum(errors) / len(errors),
                              "max_abs_relative_error": max(errors), "n": len(errors)}
+    for key, label in (("relative_error", "time_uncalibrated"), ("calibrated_relative_error", "time_calibrated")):
+        errors = [abs(r["time"][key]) for r in rows]
+        summary[label] = {"mean_abs_relative_error": sum(errors) / len(errors), "max_abs_relative_error": max(errors),
+                          "median_abs_relative_error": sorted(errors)[len(errors) // 2], "n": len(errors)}
+    summary["time_uncalibrated"]["max_off_by_factor"] = max(r["time"]["off_by_factor"] for r in rows)
+    summary["time_note"] = ("measured tokens/s: median of steps 2-4 of each setting (step 1 is warm-up); calibrated = "
+                            "leave-one-out median ratio of the other settings with the same method and precision")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    out.write_text(json.dumps({"created": created or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "summarised": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                "machine": platform.platform(), "steps": STEPS, "summary": summary,
                                "rows": rows}, indent=2), encoding="utf-8")
-    for mode in ("default", "mallopt"):
+    for mode in ("default", "mallopt", "time_uncalibrated", "time_calibrated"):
         if mode in summary:
             m = summary[mode]
             print(f"{mode}: mean |error| {m['mean_abs_relative_error']:.1%}, max |error| "
@@ -217,14 +263,16 @@ def measure(spec: dict, label: str) -> dict | None:
 
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'setting':40s} {'trainable':>10s} {'est GiB':>8s} {'RSS GiB':>8s} {'error':>7s} "
-          f"{'est live':>8s} {'live GiB':>8s} {'error':>7s} {'tok/s':>6s} {'est tok/s':>9s}")
+          f"{'est live':>8s} {'live GiB':>8s} {'error':>7s} {'tok/s':>6s} {'est tok/s':>9s} {'t error':>8s} "
+          f"{'calib.':>8s}")
     for r in rows:
         d, m = r["default"], r.get("mallopt")
         live = (f"{m['estimate_bytes'] / GIB:8.2f} {m['measured_bytes'] / GIB:8.2f} {m['relative_error']:+7.1%}"
                 if m else f"{'-':>8s} {'-':>8s} {'-':>7s}")
         print(f"{r['setting']:40s} {r['trainable_measured']:>10,d} {d['estimate_bytes'] / GIB:8.2f} "
               f"{d['measured_bytes'] / GIB:8.2f} {d['relative_error']:+7.1%} {live} {d['tokens_per_second']:6.0f} "
-              f"{r['tokens_per_second_estimated']:9.0f}")
+              f"{r['tokens_per_second_estimated']:9.0f} {r['time']['relative_error']:+8.0%} "
+              f"{r['time']['calibrated_relative_error']:+8.0%}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,19 @@ from verticalize.models.tiny import build_tiny_model
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_machine_calibration(tmp_path_factory: pytest.TempPathFactory):
+    """Time estimates in tests must not depend on a throughput calibration this machine's user recorded."""
+    path = tmp_path_factory.mktemp("calibration") / "throughput_calibration.json"
+    old = os.environ.get("VERTICALIZE_CALIBRATION")
+    os.environ["VERTICALIZE_CALIBRATION"] = str(path)
+    yield
+    if old is None:
+        os.environ.pop("VERTICALIZE_CALIBRATION", None)
+    else:
+        os.environ["VERTICALIZE_CALIBRATION"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny LlamaForCausalLM + tokenizer with a ChatML chat template, written once per session."""

@@ -339,7 +339,16 @@ class PlanConfig(Section):
     num_devices: int = Field(1, ge=1, description="Devices for data parallel training.")
     zero_stage: Literal[0, 1, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for the estimate.")
     price_per_device_hour: float = Field(0.0, ge=0, description="Cost per device-hour for the cost estimate.")
-    device_tflops: float | None = Field(None, description="Sustained TFLOP/s to assume (default: the profile's).")
+    device_tflops: float | None = Field(None, description="Sustained TFLOP/s to assume (default: the profile's, "
+                                                          "times the calibration measured on this machine).")
+    calibration_file: str | None = Field(None, description="Throughput calibration written by `verticalize "
+                                         "estimate --calibrate RUN` (default: $VERTICALIZE_CALIBRATION, else "
+                                         "~/.cache/verticalize/throughput_calibration.json).")
+    memory_margin: float = Field(0.25, ge=0, lt=1, description="The memory estimate's measured error "
+                                 "(bench/estimator_validation.py: up to 24 % high): train refuses a setting only "
+                                 "when the estimate less this share still does not fit; in between it warns.")
+    refuse_unfit: bool = Field(True, description="Refuse to train a setting whose memory estimate does not fit "
+                                                 "(`verticalize train --force` turns it off for one run).")
 
 
 class Requirements(Section):

@@ -191,3 +191,58 @@ def test_training_tokens_from_max_steps_and_from_the_dataset(tmp_path):
     assert "train.jsonl" in est.tokens_source and "2 epochs" in est.tokens_source
     none = estimate(cfg_for(f"project.run_dir={tmp_path / 'empty'}"), arch=ARCH)
     assert none.tokens == 3_000_000 and "pass --tokens" in none.tokens_source
+
+
+def test_refusal_leaves_the_estimates_measured_error_as_a_margin():
+    total = estimate(cfg_for(), arch=ARCH, tokens=0).memory.total
+    just_short = f"train.device_memory_gb={0.9 * total / 1e9}"   # 10 % short: within the 25 % error margin
+    d = check_fits(cfg_for(just_short), arch=ARCH)
+    assert d["fits"] is False and d["warning"].startswith("may not fit: training does not fit: estimated peak")
+    far_short = f"train.device_memory_gb={0.5 * total / 1e9}"
+    with pytest.raises(DoesNotFitError, match=r"even 25 % below the estimate.*verticalize train --force"):
+        check_fits(cfg_for(far_short), arch=ARCH)
+    forced = check_fits(cfg_for(far_short, "plan.refuse_unfit=false"), arch=ARCH)
+    assert forced["warning"].startswith("does not fit by the estimate, trained anyway")
+    with pytest.raises(DoesNotFitError):
+        check_fits(cfg_for(just_short, "plan.memory_margin=0.05"), arch=ARCH)
+
+
+def test_calibration_from_a_measured_run_scales_the_time_estimate(tmp_path, tiny_model_dir):
+    import json
+
+    from verticalize.artifacts import RunDir
+    from verticalize.plan.calibration import CalibrationError
+    from verticalize.plan.commands import calibration_report
+
+    calib = tmp_path / "calibration.json"
+    cfg = cfg_for(f"plan.calibration_file={calib}", f"project.run_dir={tmp_path / 'run'}",
+                  f"model.base={tiny_model_dir}")
+    plain = estimate(cfg, tokens=1000)
+    assert plain.calibration is None and plain.to_dict()["time"]["calibration"] is None
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(CalibrationError, match="no trained stages"):
+        calibration_report(cfg, run)
+    stage = run.adapters_dir / "task"
+    stage.mkdir(parents=True)
+    (stage / "adapter_config.json").write_text("{}")
+    measured = plain.tokens_per_second / 4  # this machine runs at a quarter of what the FLOPs model assumes
+    (stage / "verticalize_adapter.json").write_text(json.dumps({
+        "name": "task", "method": "lora", "precision": "fp32",
+        "metrics": {"real_tokens": 5000, "train_seconds": 5000 / measured, "tokens_per_s": measured}}))
+    text = calibration_report(cfg, run)
+    assert f"recorded 1 stage(s) in {calib}" in text and "a100-80g/lora/fp32 (task)" in text and "×0.25" in text
+    stored = json.loads(calib.read_text())["samples"]["a100-80g/lora/fp32"]
+    assert len(stored) == 1 and stored[0]["factor"] == pytest.approx(0.25)
+    calibration_report(cfg, run)  # the same stage again replaces its sample, it does not count twice
+    assert len(json.loads(calib.read_text())["samples"]["a100-80g/lora/fp32"]) == 1
+    after = estimate(cfg, tokens=1000)
+    assert after.tokens_per_second == pytest.approx(measured)
+    assert after.seconds == pytest.approx(4 * plain.seconds)
+    assert any("time calibrated ×0.25 from 1 measured stage(s) (a100-80g/lora/fp32" in n for n in after.notes)
+    # Another method on the same device falls back to the device's median; a set device_tflops is left alone.
+    assert estimate(cfg, tokens=1000, method="full").calibration.key == "a100-80g/*"
+    assert estimate(cfg_for(f"plan.calibration_file={calib}", "plan.device_tflops=100"), arch=ARCH,
+                    tokens=1000).calibration is None
+    calib.write_text("not json")
+    with pytest.raises(CalibrationError, match="is unreadable"):
+        estimate(cfg, tokens=1000)

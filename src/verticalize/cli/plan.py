@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
-from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load
+from verticalize.artifacts import RunDir
+from verticalize.cli.common import ConfigOpt, SetOpt, friendly, load, load_for_run
 from verticalize.methods import method_names
-from verticalize.plan.commands import advice_report, estimate_report
+from verticalize.plan.commands import advice_report, calibration_report, estimate_report
 
 METHODS = ", ".join(method_names())
 
@@ -22,8 +23,15 @@ def estimate(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = Set
                                                                    "tuning for the same setting."),
              tokens: Optional[int] = typer.Option(None, help="Training tokens (all epochs) for the time estimate; "
                                                              "default: from the dataset or train.max_steps."),
-             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+             calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="A trained run: record its "
+                                                      "measured throughput against the estimate, so later time "
+                                                      "estimates on this machine use it.")) -> None:
     """Memory per device, time and cost of training before you train (plan.device, plan.num_devices, ...)."""
+    if calibrate is not None:
+        cfg = load_for_run(calibrate, config, set_)  # the run's own resolved settings (--config replaces them)
+        print(calibration_report(cfg, RunDir(calibrate), as_json=as_json))
+        return
     cfg = load(config, set_, [f"train.method={method}"] if method else None)
     print(estimate_report(cfg, with_comparison=compare, tokens=tokens, as_json=as_json))
 

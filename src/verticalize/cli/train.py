@@ -16,12 +16,16 @@ adapters_app = typer.Typer(no_args_is_help=True, help="Inspect trained stage ada
 @friendly
 def train_cmd(config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
               run: Optional[Path] = typer.Option(None, "--run", "-r", help="Run directory (default: project.run_dir)."),
-              resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint exactly.")) -> None:
+              resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint exactly."),
+              force: bool = typer.Option(False, "--force", help="Train even when the memory estimate says the "
+                                                                 "setting does not fit (plan.refuse_unfit=false).")
+              ) -> None:
     """Train the adapter(s) of every stage on RUN/data (PEFT method from train.method)."""
     from verticalize.artifacts import RunDir
     from verticalize.train import train
 
-    cfg = load(config, set_, [f"project.run_dir={run}"] if run else None)
+    extra = ([f"project.run_dir={run}"] if run else []) + (["plan.refuse_unfit=false"] if force else [])
+    cfg = load(config, set_, extra or None)
     summary = train(cfg, RunDir(cfg.project.run_dir), resume=resume)  # a TrainError is a UserError
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary is enough
         return

@@ -12,6 +12,7 @@ from verticalize.artifacts import RunDir
 from verticalize.config import Config
 from verticalize.plan.advisor import FactsError, advise
 from verticalize.plan.arch import UnknownArchitectureError, resolve_arch
+from verticalize.plan.calibration import calibration_path, measured_samples, record
 from verticalize.plan.estimator import compare, estimate
 from verticalize.plan.render import format_advice, format_comparison, format_estimate
 
@@ -30,6 +31,27 @@ def estimate_report(cfg: Config, *, method: str | None = None, with_comparison: 
     if table:
         text += "\n\ncomparison (same setting):\n" + format_comparison(table)
     return text
+
+
+def calibration_report(cfg: Config, run: RunDir, as_json: bool = False) -> str:
+    """Record ``run``'s measured throughput per stage against the uncalibrated estimate of the same setting."""
+    def uncalibrated(method: str, precision: str | None, tokens: int) -> Any:
+        overrides = {"method": method, **({"precision": precision} if precision else {})}
+        return estimate(cfg, tokens=tokens, calibrated=False, **overrides)
+
+    samples = measured_samples(run, uncalibrated)
+    path = calibration_path(cfg.plan.calibration_file)
+    stored = record(samples, path)
+    rows = [{"key": s.key, "adapter": s.adapter, "measured_tokens_per_s": round(s.measured_tokens_per_s, 1),
+             "estimated_tokens_per_s": round(s.estimated_tokens_per_s, 1), "factor": round(s.factor, 3),
+             "samples_for_key": len(stored[s.key])} for s in samples]
+    if as_json:
+        return json.dumps({"calibration_file": str(path), "recorded": rows}, ensure_ascii=False, indent=2)
+    lines = [f"recorded {len(rows)} stage(s) in {path}:"]
+    lines += [f"  {r['key']} ({r['adapter']}): measured {r['measured_tokens_per_s']} tokens/s, estimated "
+              f"{r['estimated_tokens_per_s']} → ×{r['factor']} ({r['samples_for_key']} sample(s) for this key)"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def load_facts(path: Path | None, flags: dict[str, Any]) -> dict[str, Any]:

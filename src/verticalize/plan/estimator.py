@@ -11,7 +11,13 @@ N counts parameters that take part in a matrix product (the input-embedding look
 length, 12·L·h·s the attention score and value products (forward 4·L·h·s, backward twice that).
 Throughput: plan.device_tflops when set (taken as sustained), else the profile's dense peak for the precision
 times a model-FLOPs-utilisation assumption (MFU 0.35 on GPUs, 0.30 on CPUs — typical of Transformers training
-without custom kernels; QLoRA × 0.7 for the dequantisation of every 4-bit weight in forward and backward).
+without custom kernels; QLoRA × 0.7 for the dequantisation of every 4-bit weight in forward and backward), times
+the ratio measured on this machine when runs were calibrated (plan/calibration.py: the assumption alone was
+2.4–20× off).
+
+Memory refusal: the memory estimate's measured error is up to ~24 % high (bench/estimator_validation.py), so
+`check_fits` refuses only when the estimate less ``plan.memory_margin`` does not fit either, warns in between,
+and only warns when ``plan.refuse_unfit`` is off (``verticalize train --force``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from verticalize.errors import UserError
 from verticalize.methods import get as get_method
 from verticalize.models.catalog import get_spec
 from verticalize.plan.arch import Arch, resolve_arch
+from verticalize.plan.calibration import Calibration, calibration_path, lookup
 from verticalize.plan.devices import GIB, DeviceProfile, get_profile
 from verticalize.plan.memory import MemoryBreakdown, Setting, memory_breakdown, trainable_params
 from verticalize.text import CJK_CHAR
@@ -54,6 +61,7 @@ class Estimate:
     sustained_tflops: float
     price_per_device_hour: float
     notes: list[str] = field(default_factory=list)
+    calibration: Calibration | None = None   # the measured throughput ratio applied to sustained_tflops
 
     @property
     def fits(self) -> bool:
@@ -90,7 +98,8 @@ class Estimate:
             "time": {"tokens": self.tokens, "tokens_source": self.tokens_source,
                      "flops_per_token": self.flops_per_token, "sustained_tflops": self.sustained_tflops,
                      "tokens_per_second": self.tokens_per_second, "hours": self.seconds / 3600,
-                     "device_hours": self.seconds / 3600 * s.num_devices, "cost": self.cost},
+                     "device_hours": self.seconds / 3600 * s.num_devices, "cost": self.cost,
+                     "calibration": self.calibration.to_dict() if self.calibration else None},
             "notes": list(self.notes),
         }
 
@@ -194,8 +203,9 @@ def available_memory(cfg: Config, device: DeviceProfile) -> float:
 
 
 def estimate(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any] | None = None,
-             tokens: int | None = None, **setting_overrides: Any) -> Estimate:
-    """Memory, time and cost of training ``cfg`` (setting fields such as ``method=`` may be overridden)."""
+             tokens: int | None = None, calibrated: bool = True, **setting_overrides: Any) -> Estimate:
+    """Memory, time and cost of training ``cfg`` (setting fields such as ``method=`` may be overridden).
+    ``calibrated=False``: the FLOPs model alone, without this machine's measured throughput ratio."""
     notes: list[str] = []
     model = resolve_arch(cfg.model, arch, num_params)
     device = get_profile(cfg.plan.device)
@@ -210,12 +220,21 @@ def estimate(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any]
     if not method.trains_base and not method.quantizes_base and setting.weight_bytes == 4 \
             and setting.precision != "fp32":
         notes.append("the frozen base is kept in fp32 (model.dtype=float32)")
+    sustained = _sustained_tflops(cfg, device, setting)
+    calibration = None
+    if calibrated and not cfg.plan.device_tflops:  # a throughput the user set is taken as it is
+        calibration = lookup(calibration_path(cfg.plan.calibration_file), device.name, setting.method,
+                             setting.precision)
+        if calibration is not None:
+            sustained *= calibration.factor
+            notes.append(f"time calibrated ×{calibration.factor:.2f} from {calibration.samples} measured stage(s) "
+                         f"({calibration.key}; `verticalize estimate --calibrate RUN` adds more)")
     return Estimate(arch=model, setting=setting, device=device,
                     memory=memory_breakdown(model, setting, device.overhead_bytes, device.kind == "cpu"),
                     available_bytes=available_memory(cfg, device), trainable=trainable, tokens=n_tokens,
                     tokens_source=source, flops_per_token=flops_per_token(model, setting, trainable),
-                    sustained_tflops=_sustained_tflops(cfg, device, setting),
-                    price_per_device_hour=cfg.plan.price_per_device_hour, notes=notes)
+                    sustained_tflops=sustained, price_per_device_hour=cfg.plan.price_per_device_hour, notes=notes,
+                    calibration=calibration)
 
 
 def compare(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any] | None = None,
@@ -225,11 +244,21 @@ def compare(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any] 
 
 
 def check_fits(cfg: Config, *, num_params: int | None = None, arch: dict[str, Any] | None = None) -> dict:
-    """The estimate as a dict; raises DoesNotFitError (saying what to change) when it cannot fit."""
+    """The estimate as a dict, with a ``warning`` when it may not fit; raises DoesNotFitError (saying what to
+    change) when even the estimate less its measured error (``plan.memory_margin``) does not fit and
+    ``plan.refuse_unfit`` is on."""
     est = estimate(cfg, num_params=num_params, arch=arch, tokens=0)
-    if not est.fits:
-        raise DoesNotFitError(does_not_fit_message(cfg, est, num_params=num_params, arch=arch))
-    return est.to_dict()
+    result = est.to_dict()
+    if est.fits:
+        return result
+    optimistic = est.memory.total * (1 - cfg.plan.memory_margin)
+    message = does_not_fit_message(cfg, est, num_params=num_params, arch=arch)
+    if optimistic > est.available_bytes and cfg.plan.refuse_unfit:
+        raise DoesNotFitError(message + f" (Refused: even {100 * cfg.plan.memory_margin:.0f} % below the estimate, "
+                              "its measured error, it does not fit; `verticalize train --force` tries anyway.)")
+    result["warning"] = ("may not fit: " + message if optimistic <= est.available_bytes else
+                         "does not fit by the estimate, trained anyway (plan.refuse_unfit off): " + message)
+    return result
 
 
 def does_not_fit_message(cfg: Config, est: Estimate, *, num_params: int | None = None,

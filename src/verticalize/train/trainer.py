@@ -10,6 +10,7 @@ No stages configured = one stage named ``task`` on the dataset. With ``resume``,
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from verticalize.train.loop import StageRun, StepCallback, run_stage
 from verticalize.train.methods import build_model, check_method_supported, layering, n_virtual_tokens, \
     resolve_precision, save_trained
 from verticalize.train.report import MetricsLog, plot_loss_curve, write_adapter_meta
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,14 @@ def _load_stage_data(plan: StagePlan, run: RunDir, encoder: ChatEncoder) -> tupl
 def _check_fits(cfg: Config) -> dict[str, Any] | None:
     """The planner's memory check; its refusal says what to change."""
     try:
-        return check_fits(cfg)
+        estimate = check_fits(cfg)
     except DoesNotFitError as e:
         raise TrainError(f"this training setting does not fit: {e}") from e
     except Exception as e:  # an estimate we cannot make must not block training; the loader reports bad bases
         return {"unavailable": f"{type(e).__name__}: {e}"}
+    if estimate.get("warning"):
+        logger.warning("memory: %s", estimate["warning"])
+    return estimate
 
 
 def _stage_fingerprint(cfg: Config, plan: StagePlan, run: RunDir) -> str:
