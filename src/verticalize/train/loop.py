@@ -290,23 +290,38 @@ class _StageLoop:
 
     def optimize(self, window: list[Batch]) -> tuple[float, float]:
         """Forward/backward over the window's micro-batches, clip, the NaN/inf guard, the optimizer step:
-        (loss per target token, gradient norm)."""
+        (loss per target token, gradient norm).
+
+        With several processes the loss is normalised by the *global* number of target tokens of the step (the
+        sum over ranks), so an optimizer step is the mean over every token of the step whatever the shard sizes —
+        the same gradient one process would compute on the same micro-batches. Every rank also runs the *same
+        number* of forward/backward passes: a rank with fewer rows repeats its first row with weight 0, so the
+        collectives of sharded engines (FSDP / ZeRO-3 gather weights in every forward) line up."""
         acc, run, wrapped = self.acc, self.run, self.wrapped
-        n_targets = max(sum(b.n_targets for b in window), 1)
-        step_loss = torch.zeros((), dtype=torch.float64)
         parts = [p for b in window for p in b.parts]
-        for j, part in enumerate(parts):
-            batch = collate(run.train, part, packing=run.packing, pad_id=run.pad_id)
+        local = torch.tensor([float(sum(b.n_targets for b in window)), float(len(parts))], device=acc.device)
+        if self.world > 1:
+            counts = acc.gather(local.unsqueeze(0))  # (world, 2)
+            n_targets, n_passes = max(float(counts[:, 0].sum()), 1.0), int(counts[:, 1].max())
+        else:
+            n_targets, n_passes = max(float(local[0]), 1.0), len(parts)
+        # DDP averages the gradients over the processes: scale by world so the average is the global-token mean.
+        scale = self.world / n_targets
+        step_loss = torch.zeros((), dtype=torch.float64)
+        for j in range(n_passes):
+            padding = j >= len(parts)
+            batch = collate(run.train, parts[0] if padding else parts[j], packing=run.packing, pad_id=run.pad_id)
             # gradients are all-reduced once per optimizer step, on its last forward/backward
-            sync = contextlib.nullcontext() if j == len(parts) - 1 else acc.no_sync(wrapped)
+            sync = contextlib.nullcontext() if j == n_passes - 1 else acc.no_sync(wrapped)
             with sync:
                 with autocast(acc, self.precision):
-                    ls = loss_sum(wrapped, batch, run.n_virtual, acc.device)
-                acc.backward(self.scaler.scale(ls / n_targets))
-            step_loss += ls.detach().double().cpu() / n_targets
+                    ls = loss_sum(wrapped, batch, run.n_virtual, acc.device) * (0.0 if padding else 1.0)
+                acc.backward(self.scaler.scale(ls * scale))
+            step_loss += ls.detach().double().cpu()
         self.scaler.unscale_(self.optimizer)
         grad_norm = acc.clip_grad_norm_(wrapped.parameters(), self.t.max_grad_norm)
-        loss_val = float(acc.reduce(step_loss.to(acc.device), reduction="mean"))
+        total = acc.reduce(step_loss.to(acc.device), reduction="sum") if self.world > 1 else step_loss
+        loss_val = float(total) / n_targets
         gn = float(grad_norm) if grad_norm is not None else 0.0
         # fp16: an overflowing gradient is the scaler's business (it skips the step and lowers the scale)
         if not math.isfinite(loss_val) or (not self.scaler.is_enabled() and not math.isfinite(gn)):

@@ -187,7 +187,7 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
     fp = _stage_fingerprint(cfg, plan, run)
     done = read_adapter_meta(adapter_dir) if resume else None
     if done and done.get("complete") and done.get("fingerprint") == fp:
-        return done
+        return {**done, "path": str(adapter_dir)}  # the same shape as a stage trained now
     set_seed(cfg.project.seed)
     parents = [run.adapter_dir(name) for name in plan.ancestors]
     for p in parents:
