@@ -1,7 +1,8 @@
 """Throughput calibration: the estimator's time taken from runs measured on this machine.
 
 The FLOPs model (estimator.py) assumes a model-FLOPs utilisation; real throughput depends on the kernels, the
-sequence lengths and the machine, and on this project's own validation it was 2.4–20× off. Every trained stage
+sequence lengths and the machine: on this project's own validation (bench/results/estimator_validation.json)
+it was 1.1–4.7× off (pessimistic on this CPU; 2.4–20× off when the warm-up step was counted). Every trained stage
 records what it really did (``verticalize_adapter.json``: ``real_tokens``, ``train_seconds``, ``tokens_per_s``).
 ``verticalize estimate --calibrate RUN`` compares that with the uncalibrated estimate for the same setting and keeps
 the ratio per (device, method, precision) in a small JSON file; later estimates on the same device multiply the

@@ -13,7 +13,7 @@ Throughput: plan.device_tflops when set (taken as sustained), else the profile's
 times a model-FLOPs-utilisation assumption (MFU 0.35 on GPUs, 0.30 on CPUs — typical of Transformers training
 without custom kernels; QLoRA × 0.7 for the dequantisation of every 4-bit weight in forward and backward), times
 the ratio measured on this machine when runs were calibrated (plan/calibration.py: the assumption alone was
-2.4–20× off).
+1.1–4.7× off on this CPU; calibrated from the other settings, 28 % mean error).
 
 Memory refusal: the memory estimate's measured error is up to ~24 % high (bench/estimator_validation.py), so
 `check_fits` refuses only when the estimate less ``plan.memory_margin`` does not fit either, warns in between,
