@@ -89,6 +89,10 @@ class RunDir:
         return self.stage("eval") / f"predictions_{rung}.jsonl"
 
     @property
+    def general_probe(self) -> Path:  # eval → report: each model's answers to the forgetting probe
+        return self.stage("eval") / "general_probe.jsonl"
+
+    @property
     def report_html(self) -> Path:  # report → the user (pipeline result)
         return self.stage("report") / "report.html"
 

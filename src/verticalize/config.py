@@ -281,6 +281,9 @@ class EvalConfig(Section):
     max_new_tokens: int = Field(32, ge=1, description="Longest answer in tokens (answers are short spans; a trained adapter stops early).")
     max_examples: int | None = Field(None, ge=1, description="Evaluate at most this many test examples.")
     judge: bool = Field(False, description="Also score with the LLM judge (teacher endpoint).")
+    general_probe: bool = Field(True, description="Forgetting guard: answer the shipped general-skill probe "
+                                "(facts, arithmetic, instructions, harmful requests; zh + en) with the base and "
+                                "the adapter; the ladder reports general_score and general_regression (gateable).")
     batch_size: int = Field(8, ge=1, description="Questions generated together (left-padded); each answer's latency "
                                                  "is its batch's time, so use 1 to measure single-request latency.")
 

@@ -125,6 +125,15 @@ def test_ladder_end_to_end_on_tiny_model(evaluated_run: tuple[RunDir, dict]) -> 
         [r["new_tokens"] for r in peft_rows] != [r["new_tokens"] for r in prompt_rows]
     manifest = json.loads((run.stage("eval") / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["examples"] == 4 and manifest["counts"]["rungs"] == 4
+    # The forgetting guard: the base and the adapter answer the general probe; the base rungs regress by 0.
+    probe_rows = list(read_jsonl(run.general_probe))
+    assert {r["model"] for r in probe_rows} == {"base", "task"} and len(probe_rows) == 2 * 26
+    assert ladder["rungs"]["prompt"]["general_regression"] == 0.0
+    peft = ladder["rungs"]["peft"]
+    assert 0.0 <= peft["general_score"] <= 1.0
+    assert peft["general_regression"] == pytest.approx(ladder["rungs"]["prompt"]["general_score"]
+                                                       - peft["general_score"])
+    assert ladder["rungs"]["peft+rag"]["general_score"] == peft["general_score"]  # one model, probed once
     # A LoRA adapter is measured on the base it was trained on, and the ladder says so.
     form = ladder["settings"]["base_form"]
     assert form["trained"] == "unquantised" and form["as_trained"] is True and form["note"] == ""

@@ -29,7 +29,8 @@ PRIMARY_METRIC = {"qa": "f1", "classification": "accuracy"}
 
 # Metrics the ladder computes outside the registry, with their direction (the registry's suffix rule would call
 # a "_rate" higher-is-better).
-LADDER_METRICS = {"refusal_rate": True, "false_refusal_rate": False}
+LADDER_METRICS = {"refusal_rate": True, "false_refusal_rate": False, "general_score": True,
+                  "general_regression": False}
 _NEEDS = {"refusal_rate": ("n_unanswerable", "the test set has no unanswerable question (add rows with "
                                              "\"answer\": [] or \"answerable\": false, or SQuAD is_impossible)"),
           "false_refusal_rate": ("n_answerable", "the test set has no answerable question")}

@@ -58,6 +58,12 @@ class LadderEngines:
             return self.engine, self.adapter.name
         return self.engine, BASE_MODEL_ALIAS
 
+    def close(self) -> None:
+        """End the engines' batch workers (the answers already asked for are finished first)."""
+        self.engine.close()
+        if self._full_engine is not None:
+            self._full_engine.close()
+
     def count_tokens(self, conversation: list[dict[str, str]]) -> int:
         return self.engine.count_prompt_tokens(GenerationRequest(model=BASE_MODEL_ALIAS, messages=conversation))
 

@@ -17,6 +17,7 @@ from verticalize.artifacts import (TRAIN_SECONDS, RunDir, TrainedAdapter, file_f
                                    read_adapters, write_json, write_jsonl, write_manifest)
 from verticalize.config import Config, ConfigError, EvalConfig
 from verticalize.evaluate import gates as gates_mod
+from verticalize.evaluate.forgetting import load_probes, probe_conversations, score_answers
 from verticalize.evaluate.generation import LadderEngines, generate_answers
 from verticalize.evaluate.judge import judge_rung
 from verticalize.evaluate.metrics import (METRICS, classification_report, dir_size_bytes, mean_reciprocal_rank,
@@ -25,7 +26,7 @@ from verticalize.evaluate.prompts import build_conversation, few_shot_examples, 
 from verticalize.evaluate.testsets import TestExample, TestSet, load_test_set
 from verticalize.kb import open_kb
 from verticalize.openai_client import TeacherClient
-from verticalize.rungs import FULL, Rung, is_rung
+from verticalize.rungs import FULL, PROMPT, Rung, is_rung
 from verticalize.text import answer_key
 
 KNOWN_RUNGS = gates_mod.COST_ORDER
@@ -56,10 +57,16 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
     eval_dir = run.ensure("eval")
     results: dict[str, dict[str, Any]] = {}
     all_rows: dict[str, list[dict[str, Any]]] = {}
-    for rung in rungs:
-        r = Rung.parse(rung)
-        trained = adapter if r.uses_adapter else full if r.uses_full_model else None
-        all_rows[rung], results[rung] = _answer_rung(cfg, models, rung, ts, few_shot, retrieval, labels, trained)
+    try:
+        for rung in rungs:
+            r = Rung.parse(rung)
+            trained = adapter if r.uses_adapter else full if r.uses_full_model else None
+            all_rows[rung], results[rung] = _answer_rung(cfg, models, rung, ts, few_shot, retrieval, labels, trained)
+        if models is not None and cfg.eval.general_probe:
+            _forgetting_probe(cfg, models, results, run.general_probe)
+    finally:
+        if models is not None:
+            models.close()  # the batch workers end and the weights can be freed before the judge and the report
     if judge is not None:
         _run_judge(judge, rungs, results, all_rows)
     for rung, rows in all_rows.items():
@@ -122,6 +129,30 @@ def _answer_rung(cfg: Config, models: LadderEngines, rung: str, ts: TestSet, few
     if uses_kb:
         metrics["context_trimmed_share"] = sum(1 for n in trimmed if n) / len(trimmed) if trimmed else 0.0
     return rows, metrics
+
+
+def _forgetting_probe(cfg: Config, models: LadderEngines, results: dict[str, dict[str, Any]],
+                      out: Path) -> None:
+    """The general-skill probe on each model the rungs use (evaluate/forgetting.py): ``general_score`` per rung,
+    ``general_regression`` = the base's score − the rung's model's score. Answers go to eval/general_probe.jsonl."""
+    probes = load_probes()
+    convs = probe_conversations(probes)
+    scores: dict[str, dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    for rung in [PROMPT.name, *results]:
+        engine, model_name = models.for_rung(rung)
+        if model_name not in scores:
+            gens = generate_answers(engine, model_name, convs, max_new_tokens=cfg.eval.max_new_tokens,
+                                    batch_size=cfg.eval.batch_size, label=f"general probe {model_name}")
+            scores[model_name] = score_answers(probes, [g.text for g in gens])
+            rows += [{"model": model_name, **r} for r in scores[model_name]["rows"]]
+    base = scores[models.for_rung(PROMPT.name)[1]]["general_score"]
+    for rung, metrics in results.items():
+        s = scores[models.for_rung(rung)[1]]
+        metrics["general_score"] = s["general_score"]
+        metrics["general_regression"] = base - s["general_score"]
+        metrics["general_by_kind"] = s["by_kind"]
+    write_jsonl(out, rows)
 
 
 # --------------------------------------------------------------------------------------------- inputs

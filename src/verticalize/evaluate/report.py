@@ -21,7 +21,8 @@ from verticalize.evaluate import charts
 from verticalize.evaluate.model_card import write_model_card
 
 QUALITY = {"qa": ("exact_match", "f1", "rouge_l", "judge_score"), "classification": ("accuracy", "macro_f1")}
-TABLE_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "accuracy", "macro_f1",
+TABLE_METRICS = ("exact_match", "f1", "rouge_l", "refusal_rate", "false_refusal_rate", "general_score",
+                 "general_regression", "accuracy", "macro_f1",
                  "judge_score", "judge_win_rate", "recall@k", "mrr", "p50_latency_ms", "p95_latency_ms",
                  "p99_latency_ms", "tokens_per_s", "mean_new_tokens", "trainable_params", "adapter_bytes",
                  "training_time_s")
