@@ -81,6 +81,63 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="Run directory (project.
     out.print(f"wrote {path} and {RunDir(run_dir).model_card}", highlight=False)
 
 
+runs_app = typer.Typer(no_args_is_help=True, help="The versions of a run (RUN, RUN.v2, ... from run --iterate).")
+
+
+@runs_app.command("list")
+@friendly
+def runs_list(run: Path = typer.Argument(..., help="Any version of the run family."),
+              as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Every version of a run: where it came from, trained / evaluated, its best rung."""
+    import json
+
+    from verticalize.evaluate.compare import list_runs
+
+    rows = list_runs(run)
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(title=f"versions of {run}")
+    for col in ("version", "run", "from", "feedback", "trained", "evaluated", "best rung", "best", "recommended"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["version"]), Path(r["path"]).name, Path(r["source"]).name if r["source"] else "—",
+                      _fmt(r["feedback_examples"]), "yes" if r["trained"] else "no",
+                      "yes" if r["evaluated"] else "no", r["best_rung"] or "—",
+                      f"{r['metric']} {_fmt(r['best_value'])}" if r["best_value"] is not None else "—",
+                      r["recommendation"] or "—")
+    out.print(table)
+
+
+@runs_app.command("compare")
+@friendly
+def runs_compare(a: Path = typer.Argument(..., help="The earlier version (e.g. RUN)."),
+                 b: Path = typer.Argument(..., help="The later version (e.g. RUN.v2)."),
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables.")) -> None:
+    """Two versions' ladders rung by rung: each metric's change and whether it improved or regressed."""
+    import json
+
+    from verticalize.evaluate.compare import compare_runs
+
+    result = compare_runs(a, b)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    if not result["same_test_set"]:
+        out.print("[yellow]the two ladders were not measured on the same test set: changes are not comparable[/]")
+    for rung, metrics in result["rungs"].items():
+        table = Table(title=rung)
+        for col in ("metric", Path(result["a"]).name, Path(result["b"]).name, "change", ""):
+            table.add_column(col)
+        for metric, m in metrics.items():
+            mark = {"improved": "[green]improved[/]", "regressed": "[red]regressed[/]"}.get(m["change"], "same")
+            table.add_row(metric, _fmt(m["a"]), _fmt(m["b"]), f"{m['delta']:+.3f}", mark)
+        out.print(table)
+    out.print(f"improved: {len(result['improved'])}, regressed: {len(result['regressed'])}; recommendation "
+              f"{result['recommendation']['a'] or '—'} → {result['recommendation']['b'] or '—'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("report")(report_cmd)
+    app.add_typer(runs_app, name="runs")

@@ -76,8 +76,9 @@ def plan_serving(base_dir: Path, adapters: list[TrainedAdapter], chosen: str | N
                           "train.method=lora")
     picked = [by_name[chosen]] if chosen else adapters
     final = next((a for a in reversed(adapters) if a.final), adapters[-1] if adapters else None)
-    leaf = picked[0] if chosen and picked[0].ancestors else (final if chosen is None and final is not None
-                                                               and final.ancestors else None)
+    # A layered LoRA-family stage (trained on the base with its parents merged in) is served merged.
+    leaf = picked[0] if chosen and picked[0].layered else (final if chosen is None and final is not None
+                                                             and final.layered else None)
     left_out: dict[str, str] = {}
     lora: dict[str, TrainedAdapter] = {}
     for a in adapters:
