@@ -12,6 +12,7 @@ from typing import Any, Iterable
 from verticalize.artifacts import TrainedAdapter, read_adapter_meta
 from verticalize.config import ModelConfig
 from verticalize.methods import get as get_method
+from verticalize.methods import method_names
 from verticalize.models.errors import ModelNotFoundError
 from verticalize.models.resolve import resolve_base
 
@@ -93,7 +94,8 @@ def load_base_as_trained(model_cfg: ModelConfig, adapters: Iterable[TrainedAdapt
 
     from verticalize.methods.qlora import nf4_config
 
-    quantized = [a.name for a in adapters if get_method(a.method).quantizes_base]
+    # An adapter not made by verticalize may name no known method: it is served on the plain base, as before.
+    quantized = [a.name for a in adapters if a.method in method_names() and get_method(a.method).quantizes_base]
     if not quantized:
         model, tokenizer = load_base(model_cfg)
         return model, tokenizer, BaseForm("unquantised", str(model.dtype).removeprefix("torch."))
