@@ -112,6 +112,10 @@ class RunDir:
         return self.stage("feedback") / "seed.jsonl"
 
     @property
+    def feedback_preferences(self) -> Path:  # serve (feedback export --preferences) → preference tuning
+        return self.stage("feedback") / "preferences.jsonl"
+
+    @property
     def iteration_seed(self) -> Path:  # pipeline (`run --iterate`) → data (this version's feedback seed data)
         return self.stage("iteration") / "seed.jsonl"
 

@@ -211,3 +211,67 @@ def test_reload_loads_only_finished_versions_of_the_served_family(tmp_path: Path
         with pytest.raises(APIError) as e:
             reloader.resolve(run)
         assert e.value.status == 400 and e.value.code == code, run
+
+
+def test_preference_pairs_from_approved_feedback_with_provenance(tmp_path):
+    from verticalize.serve.feedback import preference_pairs
+
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    ask = lambda rid, q, a, model="task": store.record_response(rid, model, [{"role": "user", "content": q}], a,
+                                                                [], False)
+    ask("r1", "What is the annual fee?", "90%")                  # wrong, corrected below
+    ask("r2", "What is the annual fee?", "CNY 200 a year")       # the same question answered well, rated up
+    ask("r3", "How long is the grace period?", "7 months")       # corrected, but the review rejects it
+    ask("r4", "Who approves loans above 1M?", "the branch")      # corrected, pending review
+    ask("r5", "What is the test question?", "wrong")             # corrected, but it is a test-set question
+    ask("r6", "Is the card free?", "yes")                        # rated down, correction equal to the answer
+    fb = {rid: store.add_feedback(rid, rating, corr, None, key_fp=fingerprint_key(KEY)) for rid, rating, corr in (
+        ("r1", -1, "CNY 200 a year"), ("r2", 1, None), ("r3", -1, "20 days"), ("r4", -1, "two directors"),
+        ("r5", -1, "right"), ("r6", -1, "yes"))}
+    for rid in ("r1", "r2", "r5", "r6"):
+        store.review(fb[rid], "approve", "alice")
+    store.review(fb["r3"], "reject", "alice")
+    pairs, counts = preference_pairs(store, exclude_questions=["what is the TEST question?"], run="runs/bank")
+    assert counts["pending"] == 1 and counts["rejected"] == 1 and counts["test_questions"] == 1
+    assert counts["same_text"] == 1
+    # r1's correction against r1's answer; r2's good answer against r1's answer is the same pair: one of them.
+    assert counts["corrected"] == 1 and counts["duplicates"] == 1 and counts["pairs"] == 1
+    pair = pairs[0]
+    assert pair["prompt"] == [{"role": "user", "content": "What is the annual fee?"}]
+    assert (pair["chosen"], pair["rejected"]) == ("CNY 200 a year", "90%")
+    meta = pair["meta"]
+    assert meta["rejected_response_id"] == "r1" and meta["served_model"] == "task" and meta["run"] == "runs/bank"
+    assert meta["key_fingerprint"] == fingerprint_key(KEY) and meta["feedback_ids"] == [fb["r1"]]
+
+
+def test_a_good_sibling_answer_is_preferred_to_a_corrected_one(tmp_path):
+    from verticalize.serve.feedback import preference_pairs
+
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    store.record_response("a", "task", [{"role": "user", "content": "Fee?"}], "90%", [], False)
+    store.record_response("b", "task", [{"role": "user", "content": "fee?"}], "CNY 200", [], False)
+    for rid, rating, corr in (("a", -1, "CNY 200 per year"), ("b", 2, None)):
+        store.review(store.add_feedback(rid, rating, corr, None), "approve", "alice")
+    pairs, counts = preference_pairs(store)
+    assert counts == {**counts, "corrected": 1, "against_sibling": 1, "pairs": 2}
+    assert {(p["chosen"], p["rejected"], p["meta"]["kind"]) for p in pairs} == {
+        ("CNY 200 per year", "90%", "corrected"), ("CNY 200", "90%", "against_sibling")}
+
+
+def test_feedback_export_preferences_cli_leaves_out_the_test_questions(tmp_path):
+    import subprocess
+    import sys
+
+    run = RunDir(tmp_path / "run")
+    store = FeedbackStore(run.feedback_db)
+    for rid, q in (("a", "Fee?"), ("t", "Grace period?")):
+        store.record_response(rid, "task", [{"role": "user", "content": q}], "90%", [], False)
+        store.review(store.add_feedback(rid, -1, "CNY 200", None), "approve", "alice")
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text(json.dumps({"question": "Grace period?", "answer": "20 days"}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "verticalize", "feedback", "export", str(run.root), "--preferences",
+                           "--test-set", str(test_file)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "exported 1 preference pairs" in done.stdout and "1 test questions" in done.stdout
+    rows = [json.loads(x) for x in run.feedback_preferences.read_text().splitlines()]
+    assert [(r["prompt"][0]["content"], r["chosen"], r["rejected"]) for r in rows] == [("Fee?", "CNY 200", "90%")]

@@ -37,11 +37,23 @@ def serve(run: Path = typer.Argument(..., help="Run directory (its adapters and 
 @feedback_app.command("export")
 @friendly
 def feedback_export(run: Path = typer.Argument(..., help="Run directory that was served."),
-                    out_path: Optional[Path] = typer.Option(None, "--out", help="Default RUN/feedback/seed.jsonl."),
-                    min_rating: int = typer.Option(1, help="Uncorrected answers need at least this rating.")) -> None:
+                    out_path: Optional[Path] = typer.Option(None, "--out", help="Default RUN/feedback/seed.jsonl "
+                                                            "(with --preferences: RUN/feedback/preferences.jsonl)."),
+                    min_rating: int = typer.Option(1, help="Uncorrected answers need at least this rating."),
+                    preferences: bool = typer.Option(False, "--preferences", help="Write preference pairs "
+                                                     "(prompt, chosen, rejected) for preference tuning instead."),
+                    test_set: Optional[Path] = typer.Option(None, "--test-set", help="With --preferences: also "
+                                                            "leave out this test file's questions.")) -> None:
     """Turn the APPROVED feedback into seed examples (pending and rejected rows are left out)."""
-    from verticalize.serve import export_feedback
+    from verticalize.serve import export_feedback, export_preferences
 
+    if preferences:
+        c = export_preferences(RunDir(run), out_path, min_rating=min_rating, test_set=test_set)
+        out.print(f"exported {c['pairs']} preference pairs ({c['corrected']} corrected answers, "
+                  f"{c['against_sibling']} good answers against a corrected sibling) to {c['path']}; left out: "
+                  f"{c['test_questions']} test questions, {c['duplicates']} duplicates, {c['same_text']} with "
+                  f"the same text, {c['pending']} pending, {c['rejected']} rejected")
+        return
     counts = export_feedback(RunDir(run), out_path, min_rating=min_rating)
     out.print(f"exported {counts['exported']} examples ({counts['corrected']} corrected, {counts['as_answered']} "
               f"as answered) to {counts['path']}; left out: {counts['pending']} pending, {counts['rejected']} "

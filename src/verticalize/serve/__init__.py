@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.answering import PromptStyle
-from verticalize.artifacts import RunDir
+from verticalize.artifacts import RunDir, write_jsonl
 from verticalize.config import Config, load_config
 from verticalize.engine import EmbeddedEngine
 from verticalize.errors import UserError
@@ -28,8 +28,9 @@ from verticalize.export.gguf import source_gguf_of
 from verticalize.kb import open_kb
 from verticalize.models import resolve_base
 from verticalize.pii import redact
+from verticalize.testsets import read_test_file
 from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
-from verticalize.serve.feedback import FeedbackStore, export_seed_examples
+from verticalize.serve.feedback import FeedbackStore, export_seed_examples, preference_pairs
 from verticalize.serve.llamacpp import LlamaCppEngine
 from verticalize.serve.quality import QualitySignals
 from verticalize.serve.reload import Reloader, Served, SwitchableEngine
@@ -148,6 +149,24 @@ def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -
     counts = export_seed_examples(FeedbackStore(db), target, min_rating=min_rating)
     counts["path"] = str(target)  # type: ignore[assignment]
     return counts
+
+
+def export_preferences(run: RunDir, out: Path | None = None, min_rating: int = 1,
+                       test_set: Path | None = None) -> dict[str, Any]:
+    """Preference pairs of the approved feedback (`feedback.preference_pairs`) to RUN/feedback/preferences.jsonl;
+    the questions of the run's test split and of ``test_set`` are left out (decontamination)."""
+    db = feedback_db_path(run)
+    if not db.is_file():
+        raise FileNotFoundError(f"no feedback store at {db}: serve the run and POST /v1/feedback first")
+    questions: list[str] = []
+    for path in (run.dataset_split("test"), test_set):
+        if path is not None and Path(path).is_file():
+            questions += [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
+    pairs, counts = preference_pairs(FeedbackStore(db), min_rating=min_rating, exclude_questions=questions,
+                                     run=str(run.root.resolve()))
+    target = out or run.feedback_preferences
+    write_jsonl(target, pairs)
+    return {**counts, "path": str(target)}
 
 
 __all__ += ["build_engine", "check_exposure", "enable_reload", "is_loopback", "load_run_config", "load_served"]

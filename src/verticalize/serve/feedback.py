@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from verticalize.artifacts import write_jsonl
 
@@ -229,3 +229,66 @@ def export_seed_examples(store: FeedbackStore, out_path: Path, *, min_rating: in
     write_jsonl(out_path, examples)
     counts["exported"] = len(examples)
     return counts
+
+
+def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_questions: Iterable[str] = (),
+                     run: str | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Preference pairs (prompt, chosen, rejected) from the APPROVED feedback, with provenance, and the counts.
+
+    - an answer rated below ``min_rating`` with a correction: chosen = the correction, rejected = the served answer;
+    - an answer rated at least ``min_rating`` (uncorrected) to a question whose sibling answer (another response
+      to the same question) was corrected: chosen = the good answer, rejected = the sibling's served answer.
+    Pending and rejected feedback is never used; the latest approved feedback of a response wins. Pairs are
+    deduplicated (same question, chosen and rejected), a pair whose chosen and rejected are the same text is
+    dropped, and a question of ``exclude_questions`` (the test set's) is left out so it cannot leak into training.
+    Text was redacted when it was stored (the same rules as the documents).
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    counts = {"corrected": 0, "against_sibling": 0, "duplicates": 0, "same_text": 0, "test_questions": 0,
+              PENDING: 0, REJECTED: 0}
+    for row in store.rows():
+        if row["status"] != APPROVED:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            continue
+        latest[row["response_id"]] = row
+    excluded = {_question_key(q) for q in exclude_questions}
+    by_question: dict[str, list[dict[str, Any]]] = {}
+    for row in latest.values():
+        if row["question"]:
+            by_question.setdefault(_question_key(row["question"]), []).append(row)
+    pairs: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+
+    def add(kind: str, good: dict[str, Any], chosen: str, bad: dict[str, Any]) -> None:
+        question = good["question"]
+        key = (_question_key(question), chosen.strip(), bad["response"].strip())
+        if key[1] == key[2]:
+            counts["same_text"] += 1
+        elif key[0] in excluded:
+            counts["test_questions"] += 1
+        elif key in seen:
+            counts["duplicates"] += 1
+        else:
+            seen.add(key)
+            counts[kind] += 1
+            pairs.append({
+                "id": f"pref-{good['response_id']}-{bad['response_id']}",
+                "prompt": [{"role": "user", "content": question}], "chosen": chosen, "rejected": bad["response"],
+                "meta": {"kind": kind, "source": "feedback", "run": run, "question": question,
+                         "chosen_response_id": good["response_id"], "rejected_response_id": bad["response_id"],
+                         "served_model": bad["model"], "feedback_ids": sorted({good["id"], bad["id"]}),
+                         "reviewer": bad["reviewer"], "key_fingerprint": bad["key_fingerprint"]}})
+
+    for group in by_question.values():
+        corrected = [r for r in group if r["correction"] and r["rating"] < min_rating]
+        good = [r for r in group if not r["correction"] and r["rating"] >= min_rating]
+        for bad in corrected:
+            add("corrected", bad, bad["correction"], bad)
+            for ok in good:
+                add("against_sibling", ok, ok["response"], bad)
+    counts["pairs"] = len(pairs)
+    return pairs, counts
+
+
+def _question_key(question: str) -> str:
+    return " ".join(question.lower().split())
