@@ -212,10 +212,12 @@ class PrefixConfig(Section):
 
 class StageConfig(Section):
     name: str = Field(description="Stage name; the adapter is saved under this name.")
-    task: Literal["sft", "pretrain", "classification"] = Field(
-        "sft", description="sft: chat QA; pretrain: continued pre-training on document text; classification.")
-    data: str = Field("dataset", description="'dataset' (the built dataset), 'corpus' (document chunks), or a "
-                                             "path to a JSONL file.")
+    task: Literal["sft", "pretrain", "classification", "dpo"] = Field(
+        "sft", description="sft: chat QA; pretrain: continued pre-training on document text; classification; dpo: "
+                           "preference tuning on (prompt, chosen, rejected) pairs, on top of the earlier stages.")
+    data: str = Field("dataset", description="'dataset' (the built dataset), 'corpus' (document chunks), "
+                                             "'preferences' (RUN/feedback/preferences.jsonl, for dpo), or a path "
+                                             "to a JSONL file.")
     epochs: float | None = Field(None, description="Epochs for this stage (default: train.epochs).")
     learning_rate: float | None = Field(None, description="Learning rate for this stage (default: train.lr).")
 
@@ -241,6 +243,8 @@ class TrainConfig(Section):
                                                   "this many tokens (attention cost grows with the square of a "
                                                   "row), gradients accumulated over its rows.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO's beta (how far from the reference the stage may move).")
+    dpo_batch_size: int = Field(2, ge=1, description="Preference pairs per micro-batch in a dpo stage.")
     packing: bool = Field(True, description="Pack several examples into one sequence (no padding waste).")
     assistant_only_loss: bool = Field(True, description="Loss only on assistant tokens.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")

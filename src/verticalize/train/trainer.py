@@ -29,6 +29,7 @@ from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, Trai
 from verticalize.train.loop import StageRun, StepCallback, run_stage
 from verticalize.train.methods import build_model, check_method_supported, layering, n_virtual_tokens, \
     resolve_precision, save_trained
+from verticalize.train.preference import train_preference_stage
 from verticalize.train.report import MetricsLog, plot_loss_curve, write_adapter_meta
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ def _stage_files(plan: StagePlan, run: RunDir) -> tuple[Path, Path | None]:
                                    f"'{plan.name}' uses data=dataset)")
         val = run.dataset_split("validation")
         return train, val if val.is_file() else None
+    if plan.data == "preferences":
+        if not run.feedback_preferences.is_file():
+            raise DatasetFileError(f"no preference pairs at {run.feedback_preferences}: run `verticalize feedback "
+                                   f"export RUN --preferences` first (stage '{plan.name}' uses data=preferences)")
+        return run.feedback_preferences, None
     if plan.data == "corpus":
         if not run.chunks.is_file():
             raise DatasetFileError(f"no corpus at {run.chunks}: run `verticalize ingest` first (stage "
@@ -194,24 +200,16 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
         if not (p / ADAPTER_META).is_file():
             raise TrainError(f"stage '{plan.name}' builds on '{p.name}', whose adapter is missing in {p}")
     model, tok, counts = build_model(cfg, precision, acc.device, parents=parents)
-    encoder = ChatEncoder(tok, cfg.project.system_prompt, cfg.model.max_seq_len, cfg.train.assistant_only_loss)
-    train_ex, val_ex, reports = _load_stage_data(plan, run, encoder)
-    if acc.is_main_process:
-        share = 100 * counts["trainable_share"]
-        print(f"stage '{plan.name}' ({cfg.train.method}, {plan.task}): {counts['trainable_params']:,} trainable "
-              f"of {counts['total_params']:,} parameters ({share:.3f}%); {len(train_ex)} train / {len(val_ex)} "
-              f"validation examples; precision {precision.name}; {acc.num_processes} process(es)")
-    stage = StageRun(name=plan.name, train=train_ex, val=_validation_sample(val_ex, cfg.train.max_val_examples), epochs=plan.epochs,
-                     learning_rate=plan.learning_rate,
-                     packing=cfg.train.packing and get_method(cfg.train.method).packs,
-                     n_virtual=n_virtual_tokens(model), pad_id=tok.pad_token_id,
-                     ckpt_dir=run.stage("train") / "checkpoints" / plan.name, log=log, fingerprint=fp,
-                     resume=resume, on_step=on_step)
-    metrics = run_stage(stage, model, cfg, acc, precision)
+    ckpt_dir = run.stage("train") / "checkpoints" / plan.name
+    if plan.task == "dpo":
+        metrics, packing, reports = _train_dpo(cfg, run, plan, model, tok, counts, precision, acc, ckpt_dir)
+    else:
+        metrics, packing, reports = _train_sft(cfg, run, plan, model, tok, counts, precision, acc, log, fp, resume,
+                                               on_step, ckpt_dir)
     meta = {"name": plan.name, "method": cfg.train.method, "task": plan.task, "parent": plan.parent,
             "base": cfg.model.base, **counts, "metrics": metrics, "data": plan.data, "inputs": reports,
             "layering": layering(cfg.train.method) if plan.parent else None,
-            "packing": stage.packing, "precision": precision.name, "world_size": acc.num_processes,
+            "packing": packing, "precision": precision.name, "world_size": acc.num_processes,
             "system_prompt": cfg.project.system_prompt, "fingerprint": fp,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": True}
     if acc.is_main_process:
@@ -223,8 +221,46 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
             meta["labels"] = json.loads(labels.read_text(encoding="utf-8"))
         (adapter_dir / "verticalize_config.yaml").write_text(cfg.to_yaml(), encoding="utf-8")
         write_adapter_meta(adapter_dir, meta)
-        shutil.rmtree(stage.ckpt_dir, ignore_errors=True)
-        for leftover in stage.ckpt_dir.parent.glob(f"{plan.name}.best.safetensors*"):
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        for leftover in ckpt_dir.parent.glob(f"{plan.name}.best.safetensors*"):
             leftover.unlink()
     acc.wait_for_everyone()
     return {**meta, "path": str(adapter_dir)}
+
+
+def _train_sft(cfg: Config, run: RunDir, plan: StagePlan, model: Any, tok: Any, counts: dict[str, Any],
+               precision: Any, acc: Any, log: MetricsLog, fp: str, resume: bool, on_step: StepCallback | None,
+               ckpt_dir: Path) -> tuple[dict[str, Any], bool, list[dict[str, Any]]]:
+    """The hand-written loop (sft, pretrain, classification): (metrics, packing, data reports)."""
+    encoder = ChatEncoder(tok, cfg.project.system_prompt, cfg.model.max_seq_len, cfg.train.assistant_only_loss)
+    train_ex, val_ex, reports = _load_stage_data(plan, run, encoder)
+    if acc.is_main_process:
+        share = 100 * counts["trainable_share"]
+        print(f"stage '{plan.name}' ({cfg.train.method}, {plan.task}): {counts['trainable_params']:,} trainable "
+              f"of {counts['total_params']:,} parameters ({share:.3f}%); {len(train_ex)} train / {len(val_ex)} "
+              f"validation examples; precision {precision.name}; {acc.num_processes} process(es)")
+    stage = StageRun(name=plan.name, train=train_ex, val=_validation_sample(val_ex, cfg.train.max_val_examples),
+                     epochs=plan.epochs, learning_rate=plan.learning_rate,
+                     packing=cfg.train.packing and get_method(cfg.train.method).packs,
+                     n_virtual=n_virtual_tokens(model), pad_id=tok.pad_token_id, ckpt_dir=ckpt_dir, log=log,
+                     fingerprint=fp, resume=resume, on_step=on_step)
+    return run_stage(stage, model, cfg, acc, precision), stage.packing, reports
+
+
+def _train_dpo(cfg: Config, run: RunDir, plan: StagePlan, model: Any, tok: Any, counts: dict[str, Any],
+               precision: Any, acc: Any, ckpt_dir: Path) -> tuple[dict[str, Any], bool, list[dict[str, Any]]]:
+    """A preference-tuning stage through TRL (train/preference.py): (metrics, packing, data reports)."""
+    if not get_method(cfg.train.method).merges or not plan.parent:
+        raise TrainError(f"stage '{plan.name}' (task: dpo) needs an earlier stage to tune and a LoRA-family "
+                         f"method (train.method={cfg.train.method}): put an sft stage before it")
+    if acc.num_processes > 1:
+        raise TrainError(f"stage '{plan.name}' (task: dpo) trains in one process; run it without torchrun")
+    data_path, _ = _stage_files(plan, run)
+    if acc.is_main_process:
+        print(f"stage '{plan.name}' ({cfg.train.method}, dpo on top of '{plan.parent}'): "
+              f"{counts['trainable_params']:,} trainable parameters; pairs from {data_path}; "
+              f"precision {precision.name}")
+    metrics, report = train_preference_stage(cfg, model, tok, data_path, epochs=plan.epochs,
+                                             learning_rate=plan.learning_rate, precision=precision,
+                                             work_dir=ckpt_dir)
+    return metrics, False, [report]
