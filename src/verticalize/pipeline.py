@@ -21,7 +21,8 @@ from verticalize.artifacts import (RunDir, file_fingerprint, fingerprint, next_r
                                    write_json, write_jsonl)
 from verticalize.config import Config
 from verticalize.errors import UserError
-from verticalize.serve.feedback import FeedbackStore, seed_examples
+from verticalize.serve.feedback import FeedbackStore, preference_pairs, seed_examples
+from verticalize.testsets import read_test_file
 
 
 @dataclass
@@ -220,6 +221,25 @@ def approved_feedback(runs: list[RunDir], *, min_rating: int = 1) -> tuple[list[
     return list(merged.values()), counts
 
 
+def approved_preferences(runs: list[RunDir], exclude_questions: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """The preference pairs of the approved feedback in every store of ``runs`` (one pair per id, the newest
+    store's winning), test-set questions left out; and how many pairs there are."""
+    merged: dict[str, dict[str, Any]] = {}
+    for db in reversed([r.feedback_db for r in runs if r.feedback_db.is_file()]):
+        pairs, _ = preference_pairs(FeedbackStore(db), exclude_questions=exclude_questions,
+                                    run=str(db.parent.parent.resolve()))
+        merged.update({p["id"]: p for p in pairs})
+    return list(merged.values()), len(merged)
+
+
+def _test_questions(cfg: Config, run: RunDir) -> list[str]:
+    out: list[str] = []
+    for path in (run.dataset_split("test"), Path(cfg.project.test_set) if cfg.project.test_set else None):
+        if path is not None and path.is_file():
+            out += [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
+    return out
+
+
 def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
     """Create (or resume) the next version of ``cfg.project.run_dir``'s family; returns the config that trains it
     (its run_dir the new version, the approved feedback added to ``project.seed_data``) and what was done."""
@@ -245,6 +265,9 @@ def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
             state.setdefault(stage, source_state[stage])
     write_json(state_path, state)
     write_jsonl(target.iteration_seed, examples)
+    # The same feedback as preference pairs, for a `task: dpo, data: preferences` stage of this version.
+    preferences, counts["preference_pairs"] = approved_preferences(lineage(source), _test_questions(cfg, source))
+    write_jsonl(target.feedback_preferences, preferences)
     version = run_family(target.root)[2]
     write_json(target.manifest("iteration"), {
         "stage": "iteration", "source": str(source.root.resolve()), "version": version,

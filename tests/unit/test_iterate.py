@@ -58,6 +58,10 @@ def test_iteration_versions_resume_and_lineage(tmp_path: Path):
     assert third.source.root == v2 and third.target.root == tmp_path.resolve() / "demo.v3"
     seed = [json.loads(x) for x in third.target.iteration_seed.read_text().splitlines()]
     assert sorted(r["messages"][1]["content"] for r in seed) == ["fixed a", "fixed b"]
+    # The same approved corrections as preference pairs (correction over the served answer), for a dpo stage.
+    pairs = [json.loads(x) for x in third.target.feedback_preferences.read_text().splitlines()]
+    assert sorted((p["chosen"], p["rejected"]) for p in pairs) == [("fixed a", "answer"), ("fixed b", "answer")]
+    assert third.counts["preference_pairs"] == 2
 
 
 def test_iteration_needs_approved_feedback(tmp_path: Path):
