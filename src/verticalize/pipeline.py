@@ -233,11 +233,12 @@ def approved_preferences(runs: list[RunDir], exclude_questions: list[str]) -> tu
 
 
 def _test_questions(cfg: Config, run: RunDir) -> list[str]:
-    out: list[str] = []
-    for path in (run.dataset_split("test"), Path(cfg.project.test_set) if cfg.project.test_set else None):
-        if path is not None and path.is_file():
-            out += [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
-    return out
+    """The questions the new version will be tested on: ``project.test_set`` when set (it replaces the test split),
+    else the source version's test split."""
+    path = Path(cfg.project.test_set) if cfg.project.test_set else run.dataset_split("test")
+    if not path.is_file():
+        return []
+    return [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
 
 
 def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:

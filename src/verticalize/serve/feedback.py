@@ -239,13 +239,13 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
     - an answer rated at least ``min_rating`` (uncorrected) to a question whose sibling answer (another response
       to the same question) was corrected: chosen = the good answer, rejected = the sibling's served answer.
     Pending and rejected feedback is never used; the latest approved feedback of a response wins. Pairs are
-    deduplicated (same question, chosen and rejected), a pair whose chosen and rejected are the same text is
-    dropped, and a question of ``exclude_questions`` (the test set's) is left out so it cannot leak into training.
+    deduplicated (same question, chosen and rejected), a pair whose chosen and rejected are the same text (or one
+    of them empty) is dropped, and a question of ``exclude_questions`` (the test set's) is left out so it cannot leak into training.
     Text was redacted when it was stored (the same rules as the documents).
     """
     latest: dict[str, dict[str, Any]] = {}
-    counts = {"corrected": 0, "against_sibling": 0, "duplicates": 0, "same_text": 0, "test_questions": 0,
-              PENDING: 0, REJECTED: 0}
+    counts = {"corrected": 0, "against_sibling": 0, "duplicates": 0, "same_text": 0, "empty": 0,
+              "test_questions": 0, PENDING: 0, REJECTED: 0}
     for row in store.rows():
         if row["status"] != APPROVED:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -262,7 +262,9 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
     def add(kind: str, good: dict[str, Any], chosen: str, bad: dict[str, Any]) -> None:
         question = good["question"]
         key = (_question_key(question), chosen.strip(), bad["response"].strip())
-        if key[1] == key[2]:
+        if not key[1] or not key[2]:
+            counts["empty"] += 1
+        elif key[1] == key[2]:
             counts["same_text"] += 1
         elif key[0] in excluded:
             counts["test_questions"] += 1
