@@ -57,7 +57,8 @@ def test_dpo_stage_on_top_of_sft_prefers_the_chosen_answers(tiny_model_dir: Path
     prefs = {a.name: a for a in read_adapters(run)}["prefs"]
     assert prefs.layered and [a.name for a in prefs.lineage] == ["task", "prefs"] and prefs.final
     m = prefs.meta["metrics"]
-    assert prefs.meta["task"] == "dpo" and m["pairs"] == 8 and m["steps"] >= 8 and m["train_seconds"] > 0
+    # 4 epochs over 8 pairs, 2 a step: 16 steps (train.max_steps would only cap them)
+    assert prefs.meta["task"] == "dpo" and m["pairs"] == 8 and m["steps"] == 16 and m["train_seconds"] > 0
     assert prefs.meta["inputs"][0]["refused"] == 1 and "line 9" in prefs.meta["inputs"][0]["refused_examples"][0]
     sft_model, tok = load_adapter(cfg.model, run.adapter_dir("task"), dtype=torch.float32)
     dpo_model, _ = load_adapter(cfg.model, run.adapter_dir("prefs"), dtype=torch.float32)  # parents merged in
