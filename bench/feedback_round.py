@@ -102,6 +102,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/feedback_round.json"))
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override for every run "
                     "(e.g. model.base=... for a smoke test on a tiny model)")
+    ap.add_argument("--only", choices=["sft", "sft+dpo"], help="run this variant only and merge it into --out "
+                    "(the other variant's row and run 1's are kept from the file)")
     args = ap.parse_args()
 
     from verticalize.artifacts import RunDir, write_jsonl
@@ -116,6 +118,12 @@ def main() -> None:
                                       {"name": "prefs", "task": "dpo", "data": "preferences", "epochs": 3,
                                        "learning_rate": 2e-4}])]}
     results: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rung": RUNG, "variants": {}}
+    if args.only:
+        variants = {args.only: variants[args.only]}
+        if args.out.is_file():
+            kept = json.loads(args.out.read_text(encoding="utf-8"))
+            results["variants"] = {k: v for k, v in kept.get("variants", {}).items() if k != args.only}
+            results["merged_from"] = kept.get("created")
     paraphrase_file, test_file = args.work / "paraphrases.jsonl", args.work / "test_without_corrected.jsonl"
     for name, extra in variants.items():
         root = args.work / name.replace("+", "_") / "demo"
@@ -139,6 +147,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         cfg2 = load_config(demo_config_path("qa"), [f"project.run_dir={it.target.root}", *sets])
         results["variants"][name] = {**evaluate_both(cfg2, it.target, paraphrase_file, test_file),
+                                     "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                      "iteration_seconds": round(seconds, 1), "counts": it.counts,
                                      "overrides": [*args.sets, *extra]}
         print(name, json.dumps(results["variants"][name]["paraphrases"]), flush=True)
