@@ -104,6 +104,10 @@ class RunDir:
         return self.stage("export") / to
 
     @property
+    def engine_cache(self) -> Path:  # eval, serve → eval, serve: the OpenVINO engine's merged GGUFs (rebuildable)
+        return self.root / "engine-cache" / "openvino"
+
+    @property
     def feedback_db(self) -> Path:  # serve → serve (feedback export)
         return self.stage("feedback") / "feedback.sqlite"
 

@@ -288,14 +288,20 @@ class EvalConfig(Section):
     general_probe: bool = Field(True, description="Forgetting guard: answer the shipped general-skill probe "
                                 "(facts, arithmetic, instructions, harmful requests; zh + en) with the base and "
                                 "the adapter; the ladder reports general_score and general_regression (gateable).")
-    batch_size: int = Field(8, ge=1, description="Questions generated together (left-padded); each answer's latency "
-                                                 "is its batch's time, so use 1 to measure single-request latency.")
+    batch_size: int = Field(8, ge=1, description="Questions in flight at once (the engine batches them); each "
+                                                 "answer's latency is what its request waited, so use 1 to measure "
+                                                 "single-request latency.")
 
 
 class ServeConfig(Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Port.")
-    engine: Literal["embedded", "llamacpp", "vllm"] = Field("embedded", description="Inference engine.")
+    engine: Literal["auto", "openvino", "embedded", "llamacpp", "vllm"] = Field(
+        "auto", description="Inference engine of the gateway and the ladder. auto: openvino where it can serve the "
+                            "run (a Llama-architecture base, LoRA-family adapters, openvino-genai installed), else "
+                            "embedded (Transformers + PEFT in-process); the choice and its reason are logged and "
+                            "recorded in the ladder. llamacpp and vllm serve exported models; the ladder then uses "
+                            "auto's choice.")
     api_key_env: str = Field("VERTICALIZE_API_KEY", description="Env var with the accepted API key(s), "
                                                                 "comma-separated; unset = no auth, and then "
                                                                 "`serve` binds only a loopback address unless "
@@ -333,6 +339,14 @@ class ServeConfig(Section):
                                                                        "(norms stay f32).")
     gguf_dir: str | None = Field(None, description="llamacpp engine: folder of exported GGUFs (one <name>/model.gguf "
                                                    "per adapter); default RUN/export/gguf.")
+    openvino_weights: Literal["q8_0", "f16"] = Field("q8_0", description="openvino engine: weight type of the "
+                                                     "GGUF written per served model (base, base + each adapter "
+                                                     "merged); Q8_0 keeps a LoRA delta, Q4 would not.")
+    openvino_threads: int = Field(0, ge=0, description="openvino engine: CPU threads per model (0: one per core).")
+    openvino_cache_gb: int = Field(1, ge=1, description="openvino engine: KV-cache memory per served model, GB.")
+    openvino_precision: Literal["", "f32", "bf16", "f16"] = Field(
+        "", description="openvino engine: inference precision ('' = the CPU plugin's choice, bf16 where the CPU "
+                        "has it; f32 answers as Transformers in float32 do).")
     llamacpp_threads: int = Field(0, ge=0, description="llamacpp engine: CPU threads (0: one per core).")
     llamacpp_n_ctx: int = Field(4096, ge=64, description="llamacpp engine: context window in tokens.")
     vllm_base_url: str = Field("http://127.0.0.1:8000/v1", description="vllm engine: the OpenAI-compatible URL of "

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from verticalize.artifacts import RunDir, read_adapter_meta, read_adapters
+from verticalize.artifacts import RunDir, TrainedAdapter, read_adapter_meta, read_adapters
 from verticalize.batching import BatchScheduler
 from verticalize.engine_api import (Cancellation, Engine, EngineClosedError, GenerationRequest, GenerationResult,
                                     StopOnText, TokenClock)
@@ -22,7 +22,47 @@ from verticalize.models import BaseForm, load_base_as_trained
 BASE_MODEL_ALIAS = "base"
 
 __all__ = ["BASE_MODEL_ALIAS", "Cancellation", "EmbeddedEngine", "Engine", "EngineClosedError", "GenerationRequest",
-           "GenerationResult", "StopOnText", "TokenClock", "layered_stacks"]
+           "GenerationResult", "StopOnText", "TokenClock", "choose_local_engine", "layered_stacks",
+           "open_local_engine"]
+
+
+def choose_local_engine(cfg: Any, adapters: list[TrainedAdapter]) -> tuple[str, str]:
+    """("openvino" | "embedded", why) for serve.engine: the engine that answers in this process, for the gateway
+    and for the ladder alike (under serve.engine llamacpp/vllm the ladder takes auto's choice)."""
+    from verticalize.openvino_engine import OpenVINOUnavailable, why_not_openvino
+
+    wanted = cfg.serve.engine
+    if wanted == "embedded":
+        return "embedded", "serve.engine=embedded"
+    reason = why_not_openvino(cfg.model, [a for s in adapters for a in s.lineage])
+    if wanted == "openvino":
+        if reason:
+            raise OpenVINOUnavailable(f"serve.engine=openvino cannot serve this run: {reason}; set "
+                                      "serve.engine=embedded (or auto)")
+        return "openvino", "serve.engine=openvino"
+    if reason:
+        return "embedded", f"auto: {reason}, so Transformers + PEFT in-process"
+    return "openvino", "auto: a Llama base with LoRA adapters, served as merged GGUFs by OpenVINO GenAI"
+
+
+def open_local_engine(cfg: Any, adapters: list[TrainedAdapter], base_name: str, cache_dir: Path, *,
+                      max_batch: int, batch_window_s: float = 0.01) -> tuple[Any, dict[str, str]]:
+    """(engine, {"engine", "why"}): the base as ``base_name`` and each of ``adapters`` by its name, on the engine
+    `choose_local_engine` picks. The embedded engine loads every lineage stage beside it (a layered stage is served
+    with its parents switched on); the OpenVINO engine serves each adapter as one GGUF with its parents merged."""
+    name, why = choose_local_engine(cfg, adapters)
+    if name == "openvino":
+        from verticalize.openvino_engine import OpenVINOEngine
+
+        engine: Any = OpenVINOEngine.for_adapters(cfg.model, cfg.serve, adapters, base_name, cache_dir,
+                                                  max_num_seqs=max_batch)
+    else:
+        stages = {a.name: a for s in adapters for a in s.lineage}
+        model, tokenizer, form = load_base_as_trained(cfg.model, list(stages.values()))
+        engine = EmbeddedEngine(model, tokenizer, base_name, {n: a.path for n, a in stages.items()},
+                                max_batch=max_batch, batch_window_s=batch_window_s)
+        engine.base_form = form
+    return engine, {"engine": name, "why": why}
 
 
 def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:

@@ -139,7 +139,8 @@ def test_ladder_end_to_end_on_tiny_model(evaluated_run: tuple[RunDir, dict]) -> 
     assert form["trained"] == "unquantised" and form["as_trained"] is True and form["note"] == ""
 
 
-def test_a_qlora_run_measured_without_a_gpu_says_so(tmp_path: Path, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("engine", ["embedded", "openvino"])
+def test_a_qlora_run_measured_without_a_gpu_says_so(tmp_path: Path, tiny_model_dir: Path, engine: str) -> None:
     """QLoRA trains on a 4-bit base; with no CUDA here the ladder answers from the unquantised base and the
     ladder, the report and the model card say it plainly instead of presenting it as the trained model."""
     import torch
@@ -151,9 +152,12 @@ def test_a_qlora_run_measured_without_a_gpu_says_so(tmp_path: Path, tiny_model_d
         pytest.skip("this machine could load the 4-bit base: the statement is only made without one")
     run = build_tiny_run(tmp_path / "run", tiny_model_dir, with_kb=False)
     _tiny_lora(tiny_model_dir, run.adapters_dir / "task", method="qlora")
-    ladder = evaluate_run(_cfg(run, tiny_model_dir, "eval.max_examples=2", "eval.rungs=[prompt,peft]"), run)
+    ladder = evaluate_run(_cfg(run, tiny_model_dir, "eval.max_examples=2", "eval.rungs=[prompt,peft]",
+                               f"serve.engine={engine}"), run)
     form = ladder["settings"]["base_form"]
-    assert form["trained"] == "nf4" and form["as_trained"] is False and form["loaded"] in ("float32", "bfloat16")
+    assert ladder["settings"]["engine"]["engine"] == engine
+    assert form["trained"] == "nf4" and form["as_trained"] is False
+    assert form["loaded"] in (("float32", "bfloat16") if engine == "embedded" else ("q8_0 gguf, adapters merged",))
     assert form["note"].startswith("task trained QLoRA on a 4-bit NF4 base, but this machine cannot load one "
                                    "(no CUDA GPU)")
     html = write_report(run).read_text(encoding="utf-8")

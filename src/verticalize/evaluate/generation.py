@@ -1,13 +1,14 @@
 """Loading the models of the ladder once and generating answers in batches.
 
-The base model is loaded once into the serving engine with the trained adapter beside it; the base-model rungs use
-the engine's base model (the adapter switched off), so the ladder never pays for a second copy of the weights.
+The base model and the trained adapter are loaded once into the serving engine the gateway would use; the
+base-model rungs ask the engine's base model, the adapter rungs the adapter.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
@@ -15,29 +16,27 @@ from rich.progress import track
 
 from verticalize.artifacts import TrainedAdapter
 from verticalize.config import Config
-from verticalize.engine import BASE_MODEL_ALIAS, EmbeddedEngine
+from verticalize.engine import BASE_MODEL_ALIAS, EmbeddedEngine, open_local_engine
 from verticalize.engine_api import GenerationRequest
-from verticalize.models import load_base_as_trained
+from verticalize.models import resolve_base
+from verticalize.models.loading import load_tokenizer
 from verticalize.rungs import Rung
 
 _CONSOLE = Console(stderr=True)
 
 
 class LadderEngines:
-    """The serving engine for the ladder: the base model with the trained adapter loaded as the gateway loads it
-    (``verticalize.engine.EmbeddedEngine``), and the full fine-tune as a second engine, loaded lazily. A rung's
-    answer is therefore generated exactly as ``verticalize serve`` would generate it."""
+    """The serving engine for the ladder: the base model with the trained adapter, on the engine the gateway
+    would choose (``verticalize.engine.open_local_engine``), and the full fine-tune as a second engine, loaded
+    lazily. A rung's answer is therefore generated exactly as ``verticalize serve`` would generate it."""
 
-    def __init__(self, cfg: Config, adapter: TrainedAdapter | None, full: TrainedAdapter | None):
+    def __init__(self, cfg: Config, adapter: TrainedAdapter | None, full: TrainedAdapter | None,
+                 cache_dir: Path):
         self.cfg, self.adapter, self.full = cfg, adapter, full
-        lineage = adapter.lineage if adapter is not None else ()
-        # The base as the adapter was trained on it (4-bit for QLoRA where this machine can; else said plainly).
-        model, tokenizer, self.base_form = load_base_as_trained(cfg.model, lineage)
-        self.tokenizer = tokenizer
-        # The whole lineage: a layered stage is served with its parents switched on (engine.layered_stacks).
-        self.engine = EmbeddedEngine(model, tokenizer, BASE_MODEL_ALIAS, {a.name: a.path for a in lineage},
-                                     max_batch=cfg.eval.batch_size)
-        self.engine.base_form = self.base_form
+        self.engine, self.choice = open_local_engine(cfg, [adapter] if adapter is not None else [],
+                                                     BASE_MODEL_ALIAS, cache_dir, max_batch=cfg.eval.batch_size)
+        # How the base was loaded against how it was trained (4-bit for QLoRA where this machine can).
+        self.base_form = self.engine.base_form
         self._full_engine: Any = None
 
     def for_rung(self, rung: str | Rung) -> tuple[Any, str]:
@@ -49,7 +48,8 @@ class LadderEngines:
 
                 model = AutoModelForCausalLM.from_pretrained(
                     self.full.path, dtype="auto", trust_remote_code=self.cfg.model.trust_remote_code).eval()
-                self._full_engine = EmbeddedEngine(model, self.tokenizer, self.full.name,
+                tokenizer = load_tokenizer(resolve_base(self.cfg.model), self.cfg.model)
+                self._full_engine = EmbeddedEngine(model, tokenizer, self.full.name,
                                                    max_batch=self.cfg.eval.batch_size)
             return self._full_engine, self.full.name
         if r.uses_adapter:

@@ -53,7 +53,8 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
     few_shot = few_shot_examples(run.dataset_split("train"), cfg.eval.few_shot, task, cfg.project.seed)
 
     models = LadderEngines(cfg, adapter if any(Rung.parse(r).uses_adapter for r in rungs) else None,
-                          full if any(Rung.parse(r).uses_full_model for r in rungs) else None) if rungs else None
+                          full if any(Rung.parse(r).uses_full_model for r in rungs) else None,
+                          run.engine_cache) if rungs else None
     eval_dir = run.ensure("eval")
     results: dict[str, dict[str, Any]] = {}
     all_rows: dict[str, list[dict[str, Any]]] = {}
@@ -88,7 +89,8 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
                      "batch_size": cfg.eval.batch_size, "top_k": cfg.kb.top_k, "base": cfg.model.base,
                      "adapter": adapter.name if adapter else None,
                      "adapter_lineage": [a.name for a in adapter.lineage] if adapter else [],
-                     "base_form": models.base_form.as_dict() if models else None},
+                     "base_form": models.base_form.as_dict() if models and models.base_form else None,
+                     "engine": models.choice if models else None},
     }
     write_json(run.ladder, _finite(ladder))
     write_manifest(eval_dir, "eval", inputs=_inputs(run, ts, adapter),

@@ -27,8 +27,12 @@ _TRAINING_TEXT = [
 
 
 def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 512, hidden: int = 64, layers: int = 2,
-                     heads: int = 4, seed: int = 0) -> Path:
-    """Write a tiny LlamaForCausalLM + byte-level BPE tokenizer with a ChatML template to ``out_dir``."""
+                     heads: int = 4, seed: int = 0, weight_std: float | None = None) -> Path:
+    """Write a tiny LlamaForCausalLM + byte-level BPE tokenizer with a ChatML template to ``out_dir``.
+
+    ``weight_std``: matrices drawn with this spread (embeddings with 1.0) instead of the default init, whose tiny
+    model answers every prompt with one repeated token; a spread of ~0.3 makes its greedy answers depend on the
+    prompt, which engine-equality tests need."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -53,6 +57,11 @@ def build_tiny_model(out_dir: str | Path, *, vocab_size: int = 512, hidden: int 
                          max_position_embeddings=2048, bos_token_id=fast.bos_token_id,
                          eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
+    if weight_std is not None:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if param.ndim == 2:
+                    param.normal_(0.0, 1.0 if "embed" in name else weight_std)
     model.generation_config.pad_token_id = fast.pad_token_id
     model.save_pretrained(out)
     return out

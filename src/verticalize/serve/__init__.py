@@ -2,8 +2,8 @@
 
 Public API:
     build_gateway(cfg, run) -> Gateway     engine + knowledge base + feedback store for a run directory
-    build_engine(cfg, run) -> Engine       by serve.engine: embedded (in-process), llamacpp (exported GGUFs),
-                                           vllm (forwards to a vLLM server's OpenAI API)
+    build_engine(cfg, run) -> Engine       by serve.engine: auto/openvino/embedded (in-process), llamacpp
+                                           (exported GGUFs), vllm (forwards to a vLLM server's OpenAI API)
     create_app(gateway) -> FastAPI
     serve_run(cfg, run, insecure=False)    run the gateway with uvicorn until interrupted (a non-loopback bind
                                            needs an API key, or insecure=True)
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from verticalize.answering import PromptStyle
-from verticalize.artifacts import RunDir, write_jsonl
+from verticalize.artifacts import RunDir, read_adapters, write_jsonl
 from verticalize.config import Config, load_config
-from verticalize.engine import EmbeddedEngine
+from verticalize.engine import open_local_engine
 from verticalize.errors import UserError
 from verticalize.export.gguf import source_gguf_of
 from verticalize.kb import open_kb
@@ -83,15 +83,19 @@ def enable_reload(gateway: Gateway, run: RunDir, overrides: list[str] | None = N
 
 
 def build_engine(cfg: Config, run: RunDir) -> Any:
-    """The engine named by serve.engine: embedded (in-process), llamacpp (exported GGUFs) or vllm (a server)."""
+    """The engine named by serve.engine: openvino or embedded in-process (auto: the first that can serve the run,
+    as the ladder chooses), llamacpp (exported GGUFs) or vllm (a server)."""
     if cfg.serve.engine == "llamacpp":
         gguf_dir = Path(cfg.serve.gguf_dir) if cfg.serve.gguf_dir else run.export_dir("gguf")
         return LlamaCppEngine.from_run(cfg.serve, gguf_dir, _base_name(cfg), source_gguf_of(resolve_base(cfg.model)))
     if cfg.serve.engine == "vllm":
         return VLLMEngine.from_config(cfg, _base_name(cfg))
-    return EmbeddedEngine.from_run(cfg.model, run, base_name=_base_name(cfg),
-                                   max_batch=cfg.serve.max_batch_size,
-                                   batch_window_s=cfg.serve.batch_window_ms / 1000)
+    adapters = [a for a in read_adapters(run) if not a.is_full]  # a full fine-tune is a model of its own
+    engine, choice = open_local_engine(cfg, adapters, _base_name(cfg), run.engine_cache,
+                                       max_batch=cfg.serve.max_batch_size,
+                                       batch_window_s=cfg.serve.batch_window_ms / 1000)
+    logging.getLogger("verticalize.serve").info("engine: %s (%s)", choice["engine"], choice["why"])
+    return engine
 
 
 def _base_name(cfg: Config) -> str:

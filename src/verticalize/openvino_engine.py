@@ -1,0 +1,347 @@
+"""The OpenVINO engine (serve.engine=openvino; what `auto` picks where it applies): OpenVINO GenAI's
+continuous-batching pipeline on the CPU, over GGUF files that verticalize writes itself.
+
+Why this engine: on a 2-core CPU it decodes several times faster than Transformers, batches concurrent requests
+continuously (a request joins the running batch at the next step and leaves it when done) and installs from a
+wheel (no compiler, unlike llama-cpp-python). bench/results/engine_candidates.json measured the candidates.
+
+Adapters: OpenVINO GenAI applies PEFT LoRA at run time only to models exported through optimum-intel (which
+pins an older Transformers than this project's); its GGUF reader ignores LoRA tensors (measured, every tensor
+naming tried). So each served model is one GGUF: the base, or the base with one adapter and its layered parents
+merged into the weights (`models.gguf_writer.merged_model`), written once per adapter version into a cache and
+reused. Q8_0 keeps a merged LoRA delta (Q4 loses it: measured, 0 of 30 demo answers kept); OpenVINO reads Q8_0
+and F16 GGUFs, not F32.
+
+The prompt is rendered and tokenised by the model's Transformers tokenizer and handed over as token ids, so every
+engine sees the same tokens for the same request; the generated ids are decoded by that tokenizer too. One
+worker thread per served model owns its pipeline: it adds new requests, runs `step()`, hands each request its
+new tokens, and cancels a request whose caller gave up or whose output reached a stop string (its KV-cache
+blocks are freed at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from verticalize.artifacts import TrainedAdapter
+from verticalize.batching import decode_whole_chars
+from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
+                                    StopOnText, TokenClock)
+from verticalize.errors import UserError
+from verticalize.models import BaseForm, resolve_base
+from verticalize.models.gguf_writer import SUPPORTED_ARCHS, merged_model, source_gguf_of, write_gguf
+
+WEIGHT_TYPES = ("q8_0", "f16")  # what OpenVINO GenAI's GGUF reader accepts among the types gguf_writer writes
+_CACHE_VERSION = 1  # bump when what is written changes (the cache key holds it)
+
+
+class OpenVINOUnavailable(UserError, RuntimeError):
+    """OpenVINO GenAI is missing or cannot serve this run's models; the message says why and what to do."""
+
+
+# ------------------------------------------------------------------------------------------- which engine
+def why_not_openvino(model_cfg: Any, adapters: Iterable[TrainedAdapter]) -> str | None:
+    """None when the OpenVINO engine can serve the base and every adapter in ``adapters`` as trained; else the
+    reason, in words (``serve.engine=auto`` then falls back to the embedded engine and says so)."""
+    try:
+        import openvino_genai  # noqa: F401
+    except ImportError:
+        return "openvino-genai is not installed"
+    arch = _base_architecture(model_cfg)
+    if arch not in SUPPORTED_ARCHS:
+        return f"the base is '{arch}' and GGUF writing supports {', '.join(sorted(SUPPORTED_ARCHS))}"
+    for adapter in adapters:
+        config = _adapter_config(adapter.path)
+        peft_type = str(config.get("peft_type", "")).upper()
+        if peft_type != "LORA":
+            return f"adapter {adapter.name} is {peft_type or adapter.method}: only LoRA-family adapters are merged"
+        if adapter.method == "qlora":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"adapter {adapter.name} is QLoRA and this machine can serve its 4-bit base as trained"
+    return None
+
+
+def _base_architecture(model_cfg: Any) -> str:
+    try:
+        config = json.loads((resolve_base(model_cfg) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    return str(config.get("model_type", "unknown"))
+
+
+def _adapter_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+# ------------------------------------------------------------------------------------------- GGUF cache
+def _files_key(paths: Iterable[Path]) -> list[list[Any]]:
+    out = []
+    for p in paths:
+        for f in sorted(Path(p).glob("*")) if Path(p).is_dir() else [Path(p)]:
+            if f.is_file() and f.suffix in (".json", ".safetensors", ".gguf"):
+                st = f.stat()
+                out.append([f.name, st.st_size, int(st.st_mtime)])
+    return out
+
+
+def served_gguf(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path, weights: str = "q8_0",
+                log: Callable[[str], None] | None = None) -> Path:
+    """The GGUF that serves ``adapter`` (None: the bare base): written on first use under ``cache_dir``, named by
+    a hash of what it is made from (base and adapter files, the lineage, the weight type), reused after."""
+    if weights not in WEIGHT_TYPES:
+        raise OpenVINOUnavailable(f"serve.openvino_weights={weights!r}: OpenVINO reads {', '.join(WEIGHT_TYPES)}")
+    base_dir = resolve_base(model_cfg)
+    lineage = [a.path for a in adapter.lineage] if adapter is not None else []
+    key = json.dumps({"v": _CACHE_VERSION, "weights": weights, "base": str(base_dir.resolve()),
+                      "base_files": _files_key([base_dir]), "lineage": [str(p) for p in lineage],
+                      "adapter_files": _files_key(lineage)}, sort_keys=True)
+    name = adapter.name if adapter is not None else "base"
+    path = Path(cache_dir) / f"{name}-{weights}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.gguf"
+    if path.is_file():
+        return path
+    if log:
+        log(f"writing {path.name} ({'base' if adapter is None else 'base + ' + name + ' merged'}, {weights})")
+    model, _ = merged_model(model_cfg, adapter.path if adapter is not None else None)
+    partial = path.with_suffix(".partial")
+    write_gguf(model, base_dir, partial, weights, source_gguf=source_gguf_of(base_dir), name=name)
+    os.replace(partial, path)  # a crash mid-write never leaves a file that looks complete
+    return path
+
+
+# ------------------------------------------------------------------------------------------- the engine
+@dataclass
+class _Live:
+    """One request in a pipeline: its new tokens arrive on ``tokens`` (None: it ended)."""
+
+    ids: list[int]
+    config: Any
+    tokens: "queue.Queue[list[int] | None]" = field(default_factory=queue.Queue)
+    handle: Any = None
+    stop_asked: bool = False
+    finish: str = "length"
+
+
+class _Pipeline:
+    """One served model: a ContinuousBatchingPipeline and the worker thread that owns it."""
+
+    def __init__(self, path: Path, scheduler: Any, properties: dict[str, Any]):
+        import openvino_genai as og
+
+        self._og = og
+        self.pipe = og.ContinuousBatchingPipeline(str(path), scheduler, "CPU", properties)
+        self._pending: list[_Live] = []
+        self._active: dict[int, _Live] = {}
+        self._wake = threading.Condition()
+        self._next_id = 0
+        self.closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"openvino-{path.stem}", daemon=True)
+        self._thread.start()
+
+    def submit(self, live: _Live) -> None:
+        with self._wake:
+            if self.closed:
+                raise EngineClosedError("this engine is closed; send the request to the engine that replaced it")
+            self._pending.append(live)
+            self._wake.notify()
+
+    def stop(self, live: _Live) -> None:
+        """End ``live`` at the next step (its caller gave up, or its text reached a stop string)."""
+        with self._wake:
+            live.stop_asked = True
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self.closed = True
+            self._wake.notify()
+        self._thread.join()
+        self.pipe = None
+
+    def _loop(self) -> None:
+        import numpy as np
+        import openvino as ov
+
+        while True:
+            with self._wake:
+                while not (self._pending or self._active or self.closed):
+                    self._wake.wait()
+                if self.closed and not (self._pending or self._active):
+                    return
+                new, self._pending = self._pending, []
+            for live in new:  # add_request and step stay on this one thread
+                self._next_id += 1
+                live.handle = self.pipe.add_request(self._next_id, ov.Tensor(np.array([live.ids], dtype=np.int64)),
+                                                    live.config)
+                self._active[self._next_id] = live
+            for rid, live in list(self._active.items()):
+                if live.stop_asked or self.closed:
+                    live.handle.stop()
+            if self.pipe.has_non_finished_requests():
+                self.pipe.step()
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        running = self._og.GenerationStatus.RUNNING
+        for rid, live in list(self._active.items()):
+            if live.handle.can_read():
+                for out in live.handle.read().values():
+                    if out.generated_ids:
+                        live.tokens.put(list(out.generated_ids))
+                    if str(out.finish_reason).endswith("STOP"):
+                        live.finish = "stop"
+            if live.handle.get_status() != running and not live.handle.can_read():
+                del self._active[rid]
+                live.tokens.put(None)
+
+
+class OpenVINOEngine:
+    """Engine over OpenVINO GenAI: one continuous-batching pipeline per served model (base, each adapter)."""
+
+    def __init__(self, models: dict[str, Path], tokenizer: Any, base_name: str, *, max_num_seqs: int = 8,
+                 cache_gb: float = 0.5, threads: int = 0, precision: str = "", weights: str = "q8_0"):
+        try:
+            import openvino_genai as og
+        except ImportError as e:
+            raise OpenVINOUnavailable("serve.engine=openvino needs openvino-genai (a dependency of verticalize: "
+                                      "reinstall it with the README's set-up)") from e
+        self.tokenizer = tokenizer
+        self.base_name = base_name
+        self.weights = weights
+        self.base_form: BaseForm | None = None
+        properties: dict[str, Any] = {}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = threads
+        if precision:  # "f32" makes answers match Transformers in float32 (the tests use it); default: the CPU's
+            properties["INFERENCE_PRECISION_HINT"] = precision
+            properties["KV_CACHE_PRECISION"] = precision
+        self._pipelines: dict[str, _Pipeline] = {}
+        for name, path in models.items():
+            scheduler = og.SchedulerConfig()
+            scheduler.cache_size = max(1, int(round(cache_gb)))  # GB of KV cache per model
+            scheduler.max_num_seqs = max_num_seqs
+            scheduler.max_num_batched_tokens = 2048
+            scheduler.dynamic_split_fuse = True  # a long prompt is prefilled in chunks between decode steps
+            scheduler.enable_prefix_caching = True  # the system prompt and shared passages are prefilled once
+            self._pipelines[name] = _Pipeline(path, scheduler, dict(properties))
+        self._eos = self._eos_ids()
+
+    @classmethod
+    def for_adapters(cls, model_cfg: Any, serve_cfg: Any, adapters: list[TrainedAdapter], base_name: str,
+                     cache_dir: Path, *, max_num_seqs: int, log: Callable[[str], None] | None = None
+                     ) -> "OpenVINOEngine":
+        """The base (served as ``base_name``) and each of ``adapters`` (by its name), GGUFs written as needed."""
+        from verticalize.models.loading import load_tokenizer
+
+        reason = why_not_openvino(model_cfg, adapters)
+        if reason:
+            raise OpenVINOUnavailable(f"serve.engine=openvino cannot serve this run: {reason}; set "
+                                      "serve.engine=embedded (or auto)")
+        weights = serve_cfg.openvino_weights
+        models = {base_name: served_gguf(model_cfg, None, cache_dir, weights, log)}
+        for adapter in adapters:
+            models[adapter.name] = served_gguf(model_cfg, adapter, cache_dir, weights, log)
+        tokenizer = load_tokenizer(resolve_base(model_cfg), model_cfg)
+        engine = cls(models, tokenizer, base_name, max_num_seqs=max_num_seqs, cache_gb=serve_cfg.openvino_cache_gb,
+                     threads=serve_cfg.openvino_threads, precision=serve_cfg.openvino_precision, weights=weights)
+        qlora = [a.name for a in adapters if a.method == "qlora"]
+        note = (f"{', '.join(qlora)} trained QLoRA on a 4-bit NF4 base, but this machine cannot load one (no CUDA "
+                f"GPU): the answers come from the adapter merged into the unquantised base, served as "
+                f"{weights.upper()} GGUF, not from the model as trained" if qlora else "")
+        engine.base_form = BaseForm("nf4" if qlora else "unquantised", f"{weights} gguf, adapters merged", note)
+        return engine
+
+    def _eos_ids(self) -> set[int]:
+        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
+        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
+                ids.add(tid)
+        return ids
+
+    def model_names(self) -> list[str]:
+        return [self.base_name, *[n for n in self._pipelines if n != self.base_name]]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Let the running requests end, stop the workers and free the pipelines; closing twice is harmless."""
+        for pipeline in self._pipelines.values():
+            if not pipeline.closed:
+                pipeline.close()
+
+    def _prompt_ids(self, req: GenerationRequest) -> list[int]:
+        if req.messages is not None:
+            return list(self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
+                                                           return_dict=False))
+        return self.tokenizer(req.prompt or "", add_special_tokens=True)["input_ids"]
+
+    def count_prompt_tokens(self, req: GenerationRequest) -> int:
+        return len(self._prompt_ids(req))
+
+    def _config(self, req: GenerationRequest) -> Any:
+        import openvino_genai as og
+
+        config = og.GenerationConfig()
+        config.max_new_tokens = max(1, req.max_tokens)
+        config.stop_token_ids = set(self._eos)
+        config.eos_token_id = next(iter(sorted(self._eos)), -1) if self._eos else -1
+        if req.temperature > 0:
+            config.do_sample = True
+            config.temperature = req.temperature
+            config.top_p = req.top_p
+            if req.seed is not None:
+                config.rng_seed = req.seed
+        else:
+            config.do_sample = False
+        return config
+
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        """Streams pieces to ``on_text``; ends at end of sequence, a stop string, max_tokens or ``cancel`` (then
+        the pipeline drops the request at its next step). Returns once the pipeline is done with it."""
+        if req.model not in self._pipelines:
+            raise KeyError(f"model '{req.model}' is not served by this OpenVINO engine")
+        pipeline = self._pipelines[req.model]
+        live = _Live(self._prompt_ids(req), self._config(req))
+        clock = TokenClock()
+        pipeline.submit(live)
+        if cancel is not None:
+            cancel.on_cancel(lambda: pipeline.stop(live))
+        cutter = StopOnText(req.stop or [], on_text)
+        out_ids: list[int] = []
+        shown = 0
+        saw_eos = False
+        while (tokens := live.tokens.get()) is not None:
+            if cutter.stopped or saw_eos:
+                continue  # asked to stop; drain until the pipeline confirms
+            for token in tokens:
+                if token in self._eos:
+                    saw_eos = True
+                    break
+                out_ids.append(token)
+                clock.tick()
+            text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # a character split across tokens waits for its last byte
+                cutter.feed(text[shown:])
+                shown = len(text)
+            if cutter.stopped:
+                pipeline.stop(live)
+        # The pipeline may end at an end-of-turn token without handing it over: its finish reason says so.
+        ended_by_eos = saw_eos or (live.finish == "stop" and not live.stop_asked)
+        text = decode_whole_chars(self.tokenizer, out_ids, cut=not ended_by_eos)
+        cutter.feed(text[shown:])
+        cutter.finish()
+        cancelled = cancel is not None and cancel.cancelled and not (ended_by_eos or cutter.stopped)
+        finish = "cancelled" if cancelled else "stop" if ended_by_eos or cutter.stopped else "length"
+        n_new = len(out_ids) + (1 if ended_by_eos else 0)  # the end-of-turn token counts, as in the other engines
+        return GenerationResult(cutter.text, len(live.ids), n_new, finish, clock.first, clock.gaps)
