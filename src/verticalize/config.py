@@ -330,7 +330,8 @@ class ServeConfig(Section):
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     rag_adapters: list[str] = Field(default_factory=list, description="Adapters whose profile always adds retrieval.")
-    max_batch_size: int = Field(8, ge=1, description="embedded engine: requests generated together in one batch.")
+    max_batch_size: int = Field(8, ge=1, description="embedded and openvino engines: requests generated together "
+                                                     "in one batch (per served model for openvino).")
     batch_window_ms: float = Field(10.0, ge=0, description="embedded engine: how long the first request of a batch "
                                                           "waits for others to join it.")
     torch_threads: int = Field(0, ge=0, description="embedded engine: torch CPU threads (0: torch's default). "

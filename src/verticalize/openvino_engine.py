@@ -54,6 +54,10 @@ def why_not_openvino(model_cfg: Any, adapters: Iterable[TrainedAdapter]) -> str 
         import openvino_genai  # noqa: F401
     except ImportError:
         return "openvino-genai is not installed"
+    import torch
+
+    if torch.cuda.is_available():
+        return "a CUDA GPU is available (Transformers on it is faster than a CPU engine)"
     arch = _base_architecture(model_cfg)
     if arch not in SUPPORTED_ARCHS:
         return f"the base is '{arch}' and GGUF writing supports {', '.join(sorted(SUPPORTED_ARCHS))}"
@@ -62,11 +66,6 @@ def why_not_openvino(model_cfg: Any, adapters: Iterable[TrainedAdapter]) -> str 
         peft_type = str(config.get("peft_type", "")).upper()
         if peft_type != "LORA":
             return f"adapter {adapter.name} is {peft_type or adapter.method}: only LoRA-family adapters are merged"
-        if adapter.method == "qlora":
-            import torch
-
-            if torch.cuda.is_available():
-                return f"adapter {adapter.name} is QLoRA and this machine can serve its 4-bit base as trained"
     return None
 
 
@@ -163,6 +162,7 @@ class _Pipeline:
             self._wake.notify()
 
     def close(self) -> None:
+        """New requests are refused; the ones already submitted finish, then the worker ends."""
         with self._wake:
             self.closed = True
             self._wake.notify()
@@ -185,8 +185,8 @@ class _Pipeline:
                 live.handle = self.pipe.add_request(self._next_id, ov.Tensor(np.array([live.ids], dtype=np.int64)),
                                                     live.config)
                 self._active[self._next_id] = live
-            for rid, live in list(self._active.items()):
-                if live.stop_asked or self.closed:
+            for live in self._active.values():
+                if live.stop_asked:
                     live.handle.stop()
             if self.pipe.has_non_finished_requests():
                 self.pipe.step()

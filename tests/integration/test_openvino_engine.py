@@ -156,9 +156,24 @@ def test_a_prefix_adapter_falls_back_to_the_embedded_engine(tmp_path: Path, live
         choose_local_engine(_cfg(model_dir, "serve.engine=openvino"), adapters)
 
 
-def test_closing_waits_for_the_worker(lively) -> None:
+def test_close_lets_running_requests_finish_and_refuses_new_ones(lively) -> None:
     model_dir, run = lively
     engine, _ = open_local_engine(_cfg(model_dir), [], "base", run.engine_cache, max_batch=2)
+    started = threading.Event()
+    result = {}
+
+    def long_answer() -> None:
+        result["out"] = engine.generate(
+            GenerationRequest(model="base", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=1200,
+                              temperature=0.0), on_text=lambda piece: started.set())
+
+    worker = threading.Thread(target=long_answer)
+    worker.start()
+    assert started.wait(30)
     threads = [p._thread for p in engine._pipelines.values()]
-    engine.close()
-    assert not any(t.is_alive() for t in threads) and threading.active_count() >= 1
+    engine.close()  # what a reload does to the old engine once it has switched
+    worker.join(60)
+    assert result["out"].finish_reason in ("length", "stop") and result["out"].completion_tokens > 1
+    assert not any(t.is_alive() for t in threads)
+    with pytest.raises(RuntimeError, match="closed"):
+        _ask(engine, "base", PROMPTS[0])
