@@ -124,8 +124,11 @@ def _running(url: str) -> float:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path):
     run = tmp_path_factory.mktemp("stopping-run")  # the base model alone
+    # The embedded engine: on the tiny model it takes seconds for LONG tokens, so a request really times out
+    # mid-generation (the OpenVINO engine's cancellation: test_openvino_engine.py).
     (run / "config.yaml").write_text(f"model:\n  base: {tiny_model_dir}\n  dtype: float32\nserve:\n"
-                                     f"  max_concurrency: 2\n  max_queue: 16\n  max_output_tokens: {LONG}\n"
+                                     f"  engine: embedded\n  max_concurrency: 2\n  max_queue: 16\n"
+                                     f"  max_output_tokens: {LONG}\n"
                                      "  request_timeout_s: 2\n", encoding="utf-8")
     s = ServerProcess(run, env={"OMP_NUM_THREADS": "1"})
     yield s

@@ -154,11 +154,12 @@ def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(t
 
     run = tmp_path / "run"
     write_run(run)
-    cfg = load_config(None, stage_overrides(tiny_model_dir, run) + ["train.learning_rate=0.05", "model.dtype=float32"])
+    common = stage_overrides(tiny_model_dir, run) + ["train.learning_rate=0.05", "model.dtype=float32"]
+    cfg = load_config(None, common + ["serve.engine=embedded"])
     train(cfg, RunDir(run))
     adapter = final_adapter(read_adapters(RunDir(run)))
     assert [a.name for a in adapter.lineage] == ["domain", "tickets"]
-    ladder = LadderEngines(cfg, adapter, None)
+    ladder = LadderEngines(cfg, adapter, None, RunDir(run).engine_cache)
     engine = ladder.engine
     assert engine.stacks == {"tickets": ["domain", "tickets"]}
 
@@ -178,9 +179,19 @@ def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(t
 
     conv = [{"role": "user", "content": "My card fee is wrong #3"}]
     served = engine.generate(GenerationRequest(model="tickets", messages=conv, max_tokens=5, temperature=0.0))
-    prompt = ladder.tokenizer.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt",
+    prompt = engine.tokenizer.apply_chat_template(conv, add_generation_prompt=True, return_tensors="pt",
                                                   return_dict=True)
     with torch.inference_mode():
         out = trained.generate(**prompt, max_new_tokens=5, do_sample=False)
-    want = ladder.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
+    want = engine.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert served.text == want
+    ladder.close()
+    # The OpenVINO engine serves the stage as one GGUF with its parents merged in: the same answer.
+    ov = LadderEngines(load_config(None, common + ["serve.openvino_weights=f16", "serve.openvino_precision=f32"]),
+                       adapter, None, RunDir(run).engine_cache)
+    try:
+        assert ov.choice["engine"] == "openvino"
+        assert ov.engine.generate(GenerationRequest(model="tickets", messages=conv, max_tokens=5,
+                                                    temperature=0.0)).text == want
+    finally:
+        ov.close()

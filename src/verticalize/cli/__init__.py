@@ -13,7 +13,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="verticalize: documents in -> a measured, served, monitored vertical model out.")
 
 _MODULES = ("project", "models", "plan", "train", "ingest", "kb", "data", "evaluate", "pipeline", "serve",
-            "export")
+            "export", "console")
 
 for _name in _MODULES:
     importlib.import_module(f"verticalize.cli.{_name}").register(app)

@@ -82,6 +82,8 @@ class FeedbackRequest(BaseModel):
 class ReviewRequest(BaseModel):
     reviewer: str | None = Field(None, max_length=100, description="who reviewed (default: the key's fingerprint)")
     note: str | None = Field(None, max_length=5000)
+    correction: str | None = Field(None, max_length=20000, description="the reviewer's edit of the corrected "
+                                                                       "answer (what becomes seed data)")
 
 
 class ReloadRequest(BaseModel):
@@ -214,7 +216,7 @@ def _add_review_routes(app: FastAPI, g: Gateway) -> None:
         g.check_review_auth(request)
         body = body or ReviewRequest()
         return await g.review_feedback(feedback_id, decision, reviewer=body.reviewer, note=body.note,
-                                       reviewer_key_fp=g.key_fingerprint(request))
+                                       reviewer_key_fp=g.key_fingerprint(request), correction=body.correction)
 
     @app.post("/admin/reload")
     async def reload(request: Request, body: Optional[ReloadRequest] = None) -> dict[str, Any]:

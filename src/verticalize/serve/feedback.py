@@ -126,13 +126,17 @@ class FeedbackStore:
 
     # ----------------------------------------------------------------------------------------- the review queue
     def review(self, feedback_id: int, decision: str, reviewer: str, note: str | None = None,
-               reviewer_key_fp: str | None = None) -> dict[str, Any]:
+               reviewer_key_fp: str | None = None, correction: str | None = None) -> dict[str, Any]:
         """Approve or reject one row (``decision``: approve/approved or reject/rejected); a later review replaces
-        an earlier one. KeyError: no such row. Returns the row as `get` does."""
+        an earlier one. ``correction``: the reviewer's edit of the corrected answer (redacted like the
+        original; what becomes seed data). KeyError: no such row. Returns the row as `get` does."""
         status = DECISIONS.get(decision)
         if status is None:
             raise ValueError(f"decision must be approve or reject, got {decision!r}")
         with self._conn() as conn:
+            if correction is not None and correction.strip():
+                conn.execute("UPDATE feedback SET correction=? WHERE id=?",
+                             (self.redact(correction.strip()), int(feedback_id)))
             cur = conn.execute("UPDATE feedback SET status=?, reviewer=?, reviewed_at=?, review_note=?, "
                                "reviewer_key_fp=? WHERE id=?",
                                (status, reviewer, time.time(), self.redact(note) if note else None,

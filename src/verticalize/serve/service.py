@@ -433,7 +433,7 @@ class Gateway:
         return {"object": "list", "data": [public_feedback(r) for r in rows]}
 
     async def review_feedback(self, feedback_id: int, decision: str, *, reviewer: str | None, note: str | None,
-                              reviewer_key_fp: str | None) -> dict[str, Any]:
+                              reviewer_key_fp: str | None, correction: str | None = None) -> dict[str, Any]:
         """POST /v1/feedback/{id}/approve|reject. A key may not review the feedback it sent itself (review needs a
         second key, or `verticalize feedback review RUN` on the server)."""
         store = self._store()
@@ -446,7 +446,7 @@ class Gateway:
             raise APIError(403, "feedback cannot be reviewed with the API key that sent it: use another key, or "
                            "`verticalize feedback review RUN`", "permission_error", "self_review")
         who = reviewer or (f"key:{reviewer_key_fp}" if reviewer_key_fp else "api")
-        row = await asyncio.to_thread(store.review, feedback_id, decision, who, note, reviewer_key_fp)
+        row = await asyncio.to_thread(store.review, feedback_id, decision, who, note, reviewer_key_fp, correction)
         return public_feedback(row)
 
     async def reload(self, run: str | None) -> dict[str, Any]:
