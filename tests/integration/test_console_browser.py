@@ -99,7 +99,8 @@ def test_the_whole_loop_in_chromium(console_url: str, tiny_model_dir: Path, tmp_
         # 5. the review queue: approve the correction
         page.click("#nav-review")
         row = page.locator("#review-table tbody tr").first
-        expect(row).to_contain_text("100 yuan a year", timeout=30_000)
+        expect(row).to_contain_text("What is the annual fee of the Classic card?", timeout=30_000)
+        expect(row.locator("textarea.review-correction")).to_have_value("100 yuan a year")
         row.locator("button.approve").click()
         expect(page.locator("#review-status")).to_contain_text("approved", timeout=30_000)
         page.screenshot(path=str(shots / "5-review.png"), full_page=True)
