@@ -129,7 +129,9 @@ class _Live:
     tokens: "queue.Queue[list[int] | None]" = field(default_factory=queue.Queue)
     handle: Any = None
     stop_asked: bool = False
+    stop_sent: bool = False
     finish: str = "length"
+    error: BaseException | None = None  # what the pipeline raised for this request (the caller re-raises it)
 
 
 class _Pipeline:
@@ -182,15 +184,30 @@ class _Pipeline:
                 new, self._pending = self._pending, []
             for live in new:  # add_request and step stay on this one thread
                 self._next_id += 1
-                live.handle = self.pipe.add_request(self._next_id, ov.Tensor(np.array([live.ids], dtype=np.int64)),
-                                                    live.config)
+                try:
+                    live.handle = self.pipe.add_request(
+                        self._next_id, ov.Tensor(np.array([live.ids], dtype=np.int64)), live.config)
+                except Exception as e:  # noqa: BLE001 - this request fails, the others go on
+                    self._fail([live], e)
+                    continue
                 self._active[self._next_id] = live
             for live in self._active.values():
-                if live.stop_asked:
+                if live.stop_asked and not live.stop_sent:
                     live.handle.stop()
-            if self.pipe.has_non_finished_requests():
-                self.pipe.step()
-            self._hand_out()
+                    live.stop_sent = True
+            try:
+                if self.pipe.has_non_finished_requests():
+                    self.pipe.step()
+                self._hand_out()
+            except Exception as e:  # noqa: BLE001 - every request in the batch fails; the worker stays up
+                self._fail(list(self._active.values()), e)
+                self._active.clear()
+
+    @staticmethod
+    def _fail(lives: list[_Live], error: BaseException) -> None:
+        for live in lives:
+            live.error = error
+            live.tokens.put(None)
 
     def _hand_out(self) -> None:
         running = self._og.GenerationStatus.RUNNING
@@ -336,6 +353,8 @@ class OpenVINOEngine:
                 shown = len(text)
             if cutter.stopped:
                 pipeline.stop(live)
+        if live.error is not None:
+            raise RuntimeError(f"the OpenVINO engine failed on this request: {live.error}") from live.error
         # The pipeline may end at an end-of-turn token without handing it over: its finish reason says so.
         ended_by_eos = saw_eos or (live.finish == "stop" and not live.stop_asked)
         text = decode_whole_chars(self.tokenizer, out_ids, cut=not ended_by_eos)

@@ -177,3 +177,10 @@ def test_close_lets_running_requests_finish_and_refuses_new_ones(lively) -> None
     assert not any(t.is_alive() for t in threads)
     with pytest.raises(RuntimeError, match="closed"):
         _ask(engine, "base", PROMPTS[0])
+
+
+def test_a_request_the_pipeline_refuses_fails_alone(engines) -> None:
+    ov, _, _ = engines
+    with pytest.raises(RuntimeError, match="(?s)the OpenVINO engine failed on this request: .*Prompt length cannot be 0"):
+        ov.generate(GenerationRequest(model="base", prompt="", max_tokens=4, temperature=0.0))
+    assert _ask(ov, "base", PROMPTS[0]).completion_tokens > 0  # the worker is still up
