@@ -147,6 +147,8 @@ def test_a_run_goes_through_every_stage_with_live_events(client: TestClient, fin
     assert events[-1] == ("end", {"status": "done"})
     assert any(kind == "log" for kind, _ in events)
     assert any(r["id"] == run_id for r in client.get("/api/runs").json()["runs"])
+    projects = {p["name"]: p for p in client.get("/api/projects").json()["projects"]}
+    assert projects["bank"]["last_run"]["id"] == run_id and projects["bank"]["gates"][0]["metric"] == "f1"
 
 
 def test_the_ladder_shows_the_gap_to_each_gate(client: TestClient, finished_run: dict) -> None:

@@ -105,6 +105,15 @@ def test_the_whole_loop_in_chromium(console_url: str, tiny_model_dir: Path, tmp_
         expect(page.locator("#review-status")).to_contain_text("approved", timeout=30_000)
         page.screenshot(path=str(shots / "5-review.png"), full_page=True)
 
+        # accessibility basics: every form control is labelled, every button has a name
+        unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+            .filter(e => e.type !== 'hidden' && !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+            .map(e => e.id || e.name || e.outerHTML.slice(0, 80))""")
+        assert unlabelled == []
+        nameless = page.evaluate("""() => [...document.querySelectorAll('button')]
+            .filter(b => !(b.textContent.trim() || b.getAttribute('aria-label'))).map(b => b.outerHTML.slice(0, 80))""")
+        assert nameless == []
+
         # the other language, everywhere
         page.select_option("#lang", "zh")
         expect(page.locator("html")).to_have_attribute("lang", "zh")

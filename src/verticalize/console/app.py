@@ -68,29 +68,33 @@ def error_json(message: str, status: int, code: str = "invalid_request", param: 
 
 
 class RunGateways:
-    """One in-process gateway per run directory, built on first use (its engine loads then)."""
+    """An in-process gateway per run directory, built on first use (its engine loads then); the ``keep`` most
+    recently used stay loaded, an older one is closed (its models freed)."""
 
-    def __init__(self) -> None:
-        self._apps: dict[str, Any] = {}
+    def __init__(self, keep: int = 2) -> None:
+        self._apps: dict[str, Any] = {}  # insertion order = least recently used first
         self._lock = threading.Lock()
+        self.keep = keep
 
     def app(self, run_dir: Path) -> Any:
         key = str(run_dir.resolve())
         with self._lock:
-            if key not in self._apps:
-                from verticalize.serve import build_gateway, create_app, load_run_config
+            if key in self._apps:
+                self._apps[key] = self._apps.pop(key)
+                return self._apps[key]
+            from verticalize.serve import build_gateway, create_app, load_run_config
 
-                run = RunDir(run_dir)
-                self._apps[key] = create_app(build_gateway(load_run_config(run), run))
+            run = RunDir(run_dir)
+            self._apps[key] = create_app(build_gateway(load_run_config(run), run))
+            while len(self._apps) > self.keep:
+                _close(self._apps.pop(next(iter(self._apps))))
             return self._apps[key]
 
     def close(self) -> None:
         with self._lock:
             apps, self._apps = list(self._apps.values()), {}
         for app in apps:
-            engine = getattr(app.state.gateway.engine, "current", app.state.gateway.engine)
-            if hasattr(engine, "close"):
-                engine.close()
+            _close(app)
 
     async def call(self, run_dir: Path, method: str, path: str, request: Request, body: Any = None,
                    params: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -100,6 +104,12 @@ class RunGateways:
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=600) as client:
             r = await client.request(method, path, json=body, params=params, headers=headers)
         return r.status_code, r.json()
+
+
+def _close(app: Any) -> None:
+    engine = getattr(app.state.gateway.engine, "current", app.state.gateway.engine)
+    if hasattr(engine, "close"):
+        engine.close()
 
 
 def create_console_app(root: Path, api_keys: set[str] | None = None) -> FastAPI:
