@@ -326,7 +326,8 @@ class ServeConfig(Section):
     protect_metrics: bool = Field(True, description="With an API key set: /metrics and /ready need the key too "
                                                     "(/health stays open for liveness probes). Without a key "
                                                     "nothing is protected.")
-    max_concurrency: int = Field(4, ge=1, description="Requests generating at once.")
+    max_concurrency: int = Field(8, ge=1, description="Requests generating at once (the engine batches them: "
+                                                      "serve.max_batch_size per model).")
     max_queue: int = Field(16, ge=0, description="Requests waiting beyond that; more get 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
     rag_adapters: list[str] = Field(default_factory=list, description="Adapters whose profile always adds retrieval.")
