@@ -183,6 +183,8 @@ class Gateway:
              *[a for k, v in GATEWAY_SETTINGS.items() for a in ("--set", f"{k}={v}")]],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
+        # One pooled client for every request (keep-alive), as an application talking to the gateway would use.
+        self.client = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=32, max_keepalive_connections=32))
         deadline = time.time() + 300
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -195,6 +197,7 @@ class Gateway:
         raise RuntimeError("gateway did not become ready")
 
     def stop(self) -> None:
+        self.client.close()
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
@@ -207,7 +210,7 @@ class Gateway:
                 "stream": True}
         started = time.perf_counter()
         times, usage = [], {}
-        with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, timeout=300) as r:
+        with self.client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as r:
             if r.status_code != 200:
                 raise RuntimeError(f"HTTP {r.status_code}: {r.read()[:200]!r}")
             for line in r.iter_lines():
