@@ -9,6 +9,7 @@ by batching.py and the served engines too) and are re-exported here.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +18,8 @@ from verticalize.batching import BatchScheduler
 from verticalize.engine_api import (Cancellation, Engine, EngineClosedError, GenerationRequest, GenerationResult,
                                     StopOnText, TokenClock)
 from verticalize.models import BaseForm, load_base_as_trained
+
+_LOG = logging.getLogger("verticalize.engine")
 
 # The one name of the bare base model where no served name is given: the ladder's engine, `export --adapter base`.
 BASE_MODEL_ALIAS = "base"
@@ -55,7 +58,7 @@ def open_local_engine(cfg: Any, adapters: list[TrainedAdapter], base_name: str, 
         from verticalize.openvino_engine import OpenVINOEngine
 
         engine: Any = OpenVINOEngine.for_adapters(cfg.model, cfg.serve, adapters, base_name, cache_dir,
-                                                  max_num_seqs=max_batch)
+                                                  max_num_seqs=max_batch, log=_LOG.info)
     else:
         stages = {a.name: a for s in adapters for a in s.lineage}
         model, tokenizer, form = load_base_as_trained(cfg.model, list(stages.values()))

@@ -116,6 +116,9 @@ def served_gguf(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path,
     partial = path.with_suffix(".partial")
     write_gguf(model, base_dir, partial, weights, source_gguf=source_gguf_of(base_dir), name=name)
     os.replace(partial, path)  # a crash mid-write never leaves a file that looks complete
+    for stale in Path(cache_dir).glob(f"{name}-{weights}-*.gguf"):
+        if stale != path:  # an earlier version of this model (a retrained adapter); a server that loaded it
+            stale.unlink(missing_ok=True)  # keeps its copy in memory
     return path
 
 
@@ -227,7 +230,8 @@ class OpenVINOEngine:
     """Engine over OpenVINO GenAI: one continuous-batching pipeline per served model (base, each adapter)."""
 
     def __init__(self, models: dict[str, Path], tokenizer: Any, base_name: str, *, max_num_seqs: int = 8,
-                 cache_gb: float = 0.5, threads: int = 0, precision: str = "", weights: str = "q8_0"):
+                 cache_gb: float = 0.5, threads: int = 0, precision: str = "", weights: str = "q8_0",
+                 model_dir: Path | None = None):
         try:
             import openvino_genai as og
         except ImportError as e:
@@ -252,7 +256,7 @@ class OpenVINOEngine:
             scheduler.dynamic_split_fuse = True  # a long prompt is prefilled in chunks between decode steps
             scheduler.enable_prefix_caching = True  # the system prompt and shared passages are prefilled once
             self._pipelines[name] = _Pipeline(path, scheduler, dict(properties))
-        self._eos = self._eos_ids()
+        self._eos = self._eos_ids(model_dir)
 
     @classmethod
     def for_adapters(cls, model_cfg: Any, serve_cfg: Any, adapters: list[TrainedAdapter], base_name: str,
@@ -271,7 +275,8 @@ class OpenVINOEngine:
             models[adapter.name] = served_gguf(model_cfg, adapter, cache_dir, weights, log)
         tokenizer = load_tokenizer(resolve_base(model_cfg), model_cfg)
         engine = cls(models, tokenizer, base_name, max_num_seqs=max_num_seqs, cache_gb=serve_cfg.openvino_cache_gb,
-                     threads=serve_cfg.openvino_threads, precision=serve_cfg.openvino_precision, weights=weights)
+                     threads=serve_cfg.openvino_threads, precision=serve_cfg.openvino_precision, weights=weights,
+                     model_dir=resolve_base(model_cfg))
         qlora = [a.name for a in adapters if a.method == "qlora"]
         note = (f"{', '.join(qlora)} trained QLoRA on a 4-bit NF4 base, but this machine cannot load one (no CUDA "
                 f"GPU): the answers come from the adapter merged into the unquantised base, served as "
@@ -279,13 +284,21 @@ class OpenVINOEngine:
         engine.base_form = BaseForm("nf4" if qlora else "unquantised", f"{weights} gguf, adapters merged", note)
         return engine
 
-    def _eos_ids(self) -> set[int]:
-        ids = {self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set()
-        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-            tid = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid >= 0:
-                ids.add(tid)
-        return ids
+    def _eos_ids(self, model_dir: Path | None) -> set[int]:
+        """The ids that end an answer: the base's generation config and the tokenizer's eos, as the embedded
+        engine takes them (so both stop at the same token)."""
+        found: set[int] = set()
+        if model_dir is not None:
+            from transformers import GenerationConfig
+
+            try:
+                ids = GenerationConfig.from_pretrained(model_dir).eos_token_id
+            except OSError:  # no generation_config.json
+                ids = None
+            found |= set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            found.add(self.tokenizer.eos_token_id)
+        return found
 
     def model_names(self) -> list[str]:
         return [self.base_name, *[n for n in self._pipelines if n != self.base_name]]

@@ -120,7 +120,8 @@ def test_the_gguf_is_written_once_per_adapter_version(lively) -> None:
     assert again == first and again.stat().st_mtime_ns == written
     weights = adapter.path / "adapter_model.safetensors"
     os.utime(weights, (time.time() + 10, time.time() + 10))  # a retrained adapter: new files
-    assert served_gguf(cfg.model, adapter, run.engine_cache, "f16") != first
+    newer = served_gguf(cfg.model, adapter, run.engine_cache, "f16")
+    assert newer != first and newer.is_file() and not first.exists()  # the stale version is gone
     assert not list(run.engine_cache.glob("*.partial"))
 
 
