@@ -200,6 +200,8 @@ def test_playground_feedback_review_and_next_iteration(client: TestClient, finis
     new = wait_done(client, nxt.json()["run"]["id"])
     assert new["status"] == "done", client.get(f"/api/runs/{new['id']}").json()["log_tail"]
     assert new["iteration_of"] == run_id and new["name"].endswith(".v2")
+    stages = {s["stage"]: s["status"] for s in new["stages"]}
+    assert stages["ingest"] == stages["kb"] == "cached" and stages["train"] == "done"  # shown as cached
     seed = Path(new["run_dir"]) / "data"
     assert seed.is_dir()
 
