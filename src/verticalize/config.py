@@ -187,6 +187,10 @@ class DataConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Augmentation.")
     context: ContextConfig = Field(default_factory=ContextConfig, description="Retrieval-augmented training "
                                                                               "examples (RAFT).")
+    general_mix: float = Field(0.0, ge=0, le=0.5, description="Share of the training split made of the shipped "
+                                                             "general-skill examples (facts, instructions, "
+                                                             "arithmetic, refusals; English and Chinese), against "
+                                                             "forgetting; disjoint from the forgetting probe.")
 
     @field_validator("split")
     @classmethod

@@ -27,6 +27,7 @@ from verticalize.data.augment import augment
 from verticalize.data.balance import cap_kind_shares
 from verticalize.data.context import contextualise
 from verticalize.data.dedup import decontaminate, dedup_examples
+from verticalize.data.general_mix import mix_general
 from verticalize.data.generators import make_generators
 from verticalize.data.grounding import grounding_filter
 from verticalize.data.schema import SPLITS, kind_of, problem_with
@@ -200,6 +201,8 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         decontamination = decontaminate(splits, cfg.data.decontaminate_threshold, advance=_step(
             bar, "decontaminate", len(splits["train"]) + len(splits["validation"])))
     context_report = _add_context_forms(splits, chunks, cfg, run, task)
+    splits["train"], general_report = (mix_general(splits["train"], cfg.data.general_mix, cfg.project.seed)
+                                       if task == "qa" else (splits["train"], {"skipped": "classification task"}))
     if not splits["train"]:
         raise DataBuildError("the training split is empty after filtering (see the drop counts: "
                              f"{dict(drops) or 'none'}, dedup {dict(dedup_counts)}); add documents or seed data")
@@ -210,6 +213,7 @@ def build_dataset(cfg: Config, run: RunDir, *, progress: bool = True, strict: bo
         **_composition(splits), "groups": result.groups, "chunks": len(chunks), "seed_imported": len(seed),
         "filter_drops": dict(drops), "dedup": dict(dedup_counts), "augmentation": augment_report,
         "decontamination": decontamination["removed"], "context_forms": context_report,
+        "general_mix": general_report,
         "teacher_usage": _teacher_usage(distil_report, augment_report),
     }
     return write_manifest(
