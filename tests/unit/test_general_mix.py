@@ -47,3 +47,13 @@ def test_asking_for_more_than_ships_says_so() -> None:
     _, report = mix_general(_train(2000), 0.5, seed=1)
     assert report["added"] == report["available"] < report["wanted"]
     assert "general examples ship with verticalize" in report["note"]
+
+
+def test_few_shot_demonstrations_stay_the_domains(tmp_path) -> None:
+    from verticalize.evaluate.prompts import few_shot_examples
+
+    mixed, _ = mix_general(_train(40), 0.5, seed=3)  # half of the split general, all of kind "seed"
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in mixed) + "\n", encoding="utf-8")
+    shots = few_shot_examples(path, 5, "qa", seed=1)
+    assert len(shots) == 5 and all(q.startswith("domain question") for q, _ in shots)

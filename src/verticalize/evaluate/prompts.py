@@ -43,6 +43,8 @@ def few_shot_examples(train_path: Path, n: int, task: str, seed: int) -> list[tu
             continue
         if meta.get("form", "closed") != "closed":  # retrieval-augmented copies of the same pair
             continue
+        if meta.get("generator") == "general_mix":  # data.general_mix: general skills, not the domain's form
+            continue
         # Short examples keep the prompt small on CPU; human-written seeds are the best demonstrations.
         if len(str(q)) + len(str(a)) > 600:
             continue
