@@ -16,7 +16,7 @@ from typing import Any, Callable
 from verticalize.artifacts import RunDir, TrainedAdapter, read_adapter_meta, read_adapters
 from verticalize.batching import BatchScheduler
 from verticalize.engine_api import (Cancellation, Engine, EngineClosedError, GenerationRequest, GenerationResult,
-                                    StopOnText, TokenClock)
+                                    StopOnText, TokenClock, prompt_token_ids)
 from verticalize.models import BaseForm, load_base_as_trained
 
 _LOG = logging.getLogger("verticalize.engine")
@@ -155,11 +155,7 @@ class EmbeddedEngine:
             torch.cuda.empty_cache()
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
-        if req.messages is not None:
-            ids = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
-                                                     return_dict=False)
-            return list(ids)
-        return self.tokenizer(req.prompt or "", add_special_tokens=True)["input_ids"]
+        return prompt_token_ids(self.tokenizer, req)
 
     def count_prompt_tokens(self, req: GenerationRequest) -> int:
         return len(self._prompt_ids(req))

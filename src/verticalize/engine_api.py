@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 
 @dataclass
@@ -88,6 +88,15 @@ class Engine(Protocol):
         ``max_tokens``; ``on_text`` receives text pieces as they are decoded (streaming); a set ``cancel`` ends
         it early, and ``generate`` returns only once the engine has stopped working on the request."""
         ...
+
+
+def prompt_token_ids(tokenizer: Any, req: GenerationRequest) -> list[int]:
+    """The prompt's token ids as the in-process engines feed them: a chat through the tokenizer's chat template
+    (with the generation prompt), a completion prompt as plain text with the tokenizer's special tokens."""
+    if req.messages is not None:
+        return list(tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
+                                                  return_dict=False))
+    return tokenizer(req.prompt or "", add_special_tokens=True)["input_ids"]
 
 
 class TokenClock:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 from verticalize.artifacts import TrainedAdapter
 from verticalize.batching import decode_whole_chars
 from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
-                                    StopOnText, TokenClock)
+                                    StopOnText, TokenClock, prompt_token_ids)
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import SUPPORTED_ARCHS, merged_model, source_gguf_of, write_gguf
@@ -310,10 +310,7 @@ class OpenVINOEngine:
                 pipeline.close()
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
-        if req.messages is not None:
-            return list(self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=True,
-                                                           return_dict=False))
-        return self.tokenizer(req.prompt or "", add_special_tokens=True)["input_ids"]
+        return prompt_token_ids(self.tokenizer, req)
 
     def count_prompt_tokens(self, req: GenerationRequest) -> int:
         return len(self._prompt_ids(req))

@@ -9,7 +9,6 @@ rules (a review key; no approving your own feedback) apply unchanged.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import threading
 import time
@@ -29,8 +28,8 @@ from verticalize import __version__
 from verticalize.artifacts import RunDir, read_jsonl
 from verticalize.console.projects import ConsoleError, ProjectStore, Upload, metric_catalog
 from verticalize.console.runs import LOG, RunManager, read_events
-from verticalize.evaluate.gates import check_gates
 from verticalize.rungs import RUNG_NAMES, Rung
+from verticalize.serve.service import bearer_matches
 
 STATIC = resources.files("verticalize.console") / "static"
 MAX_UPLOAD_BYTES = 50 * 2**20  # per file, as ingest.max_file_mb's default
@@ -122,7 +121,7 @@ def create_console_app(root: Path, api_keys: set[str] | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def auth(request: Request, call_next: Any) -> Any:
-        if request.url.path.startswith("/api/") and keys and not _authorized(request, keys):
+        if request.url.path.startswith("/api/") and keys and not bearer_matches(request, keys):
             return error_json("Incorrect or missing API key. Send 'Authorization: Bearer <key>'.", 401,
                               "invalid_api_key")
         return await call_next(request)
@@ -158,15 +157,6 @@ def create_console_app(root: Path, api_keys: set[str] | None = None) -> FastAPI:
         return FileResponse(str(STATIC / "index.html"), media_type="text/html")
 
     return app
-
-
-def _authorized(request: Request, keys: set[str]) -> bool:
-    header = request.headers.get("authorization", "")
-    token = (header[7:].strip() if header[:7].lower() == "bearer " else "").encode()
-    ok = False
-    for key in keys:  # every key compared, in constant time
-        ok |= hmac.compare_digest(token, key.encode())
-    return ok
 
 
 # ---------------------------------------------------------------------------------------------- projects
@@ -316,13 +306,11 @@ def _ladder(runs: RunManager, run_id: str) -> dict[str, Any]:
 
 
 def _gaps(ladder: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each gate against each rung: value, threshold and the signed gap (≥ 0 passes)."""
-    gates = ladder.get("gates") or []
-    if not gates:
-        return []
+    """Each gate against each rung, from the ladder's own gate results: value, threshold and the signed gap
+    (≥ 0 passes)."""
     out = []
-    for gate in check_gates(ladder.get("rungs") or {}, gates):
-        for rung, res in gate["results"].items():
+    for gate in ladder.get("gates") or []:
+        for rung, res in (gate.get("results") or {}).items():
             value = res.get("value")
             gap = None
             if value is not None:

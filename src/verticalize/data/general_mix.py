@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from importlib import resources
 from typing import Any
 
@@ -40,16 +41,10 @@ def mix_general(train: list[dict[str, Any]], share: float, seed: int) -> tuple[l
     wanted = round(share * len(train) / (1 - share))
     chosen = random.Random(seed).sample(pool, min(wanted, len(pool)))
     report = {"share": share, "wanted": wanted, "added": len(chosen), "available": len(pool),
-              "by_kind": _count(e["meta"].get("general_kind") for e in chosen)}
+              "by_kind": dict(Counter(str(e["meta"].get("general_kind")) for e in chosen))}
     if wanted > len(pool):
         report["note"] = f"only {len(pool)} general examples ship with verticalize; {wanted} were asked for"
     mixed = train + chosen
     random.Random(seed + 1).shuffle(mixed)
     return mixed, report
 
-
-def _count(values: Any) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for v in values:
-        out[str(v)] = out.get(str(v), 0) + 1
-    return out

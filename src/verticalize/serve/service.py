@@ -160,14 +160,7 @@ class Gateway:
     def authorized(self, request: Any) -> bool:
         """``request``: the HTTP request (its ``Authorization: Bearer <key>`` header). Every configured key is
         compared in constant time, with no early exit, so the time taken tells nothing about the keys."""
-        if not self.settings.api_keys:
-            return True
-        header = request.headers.get("authorization", "")
-        token = (header[7:].strip() if header[:7].lower() == "bearer " else "").encode()
-        ok = False
-        for key in self.settings.api_keys:
-            ok |= hmac.compare_digest(token, key.encode())
-        return ok
+        return not self.settings.api_keys or bearer_matches(request, self.settings.api_keys)
 
     def check_auth(self, request: Any) -> None:
         if not self.authorized(request):
@@ -414,10 +407,7 @@ class Gateway:
         if not self.settings.review_keys:
             self.check_auth(request)
             return
-        token, ok = self._bearer(request).encode(), False
-        for key in self.settings.review_keys:
-            ok |= hmac.compare_digest(token, key.encode())
-        if not ok:
+        if not bearer_matches(request, self.settings.review_keys):
             self.check_auth(request)  # no key at all, or a wrong one: 401
             raise APIError(403, "this API key may not review feedback or reload the server",
                            "permission_error", "not_a_reviewer")
@@ -455,6 +445,17 @@ class Gateway:
             raise APIError(400, "this gateway cannot reload: it was not started on a run directory",
                            "invalid_request_error", "reload_unavailable")
         return await self.reloader.reload(self, run)
+
+
+def bearer_matches(request: Any, keys: Any) -> bool:
+    """Whether the request's ``Authorization: Bearer <key>`` is one of ``keys``: every key compared in constant
+    time, with no early exit, so the time taken tells nothing about the keys."""
+    header = request.headers.get("authorization", "")
+    token = (header[7:].strip() if header[:7].lower() == "bearer " else "").encode()
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(token, key.encode())
+    return ok
 
 
 def public_feedback(row: dict[str, Any]) -> dict[str, Any]:
