@@ -120,6 +120,10 @@ class RunDir:
         return self.stage("feedback") / "preferences.jsonl"
 
     @property
+    def feedback_ratings(self) -> Path:  # serve (feedback export --ratings) → preference tuning (task: kto)
+        return self.stage("feedback") / "ratings.jsonl"
+
+    @property
     def iteration_seed(self) -> Path:  # pipeline (`run --iterate`) → data (this version's feedback seed data)
         return self.stage("iteration") / "seed.jsonl"
 

@@ -216,12 +216,15 @@ class PrefixConfig(Section):
 
 class StageConfig(Section):
     name: str = Field(description="Stage name; the adapter is saved under this name.")
-    task: Literal["sft", "pretrain", "classification", "dpo"] = Field(
+    task: Literal["sft", "pretrain", "classification", "dpo", "kto"] = Field(
         "sft", description="sft: chat QA; pretrain: continued pre-training on document text; classification; dpo: "
-                           "preference tuning on (prompt, chosen, rejected) pairs, on top of the earlier stages.")
+                           "preference tuning on (prompt, chosen, rejected) pairs; kto: preference tuning on "
+                           "unpaired ratings (prompt, completion, label) or pairs; dpo and kto train on top of "
+                           "the earlier stages.")
     data: str = Field("dataset", description="'dataset' (the built dataset), 'corpus' (document chunks), "
-                                             "'preferences' (RUN/feedback/preferences.jsonl, for dpo), or a path "
-                                             "to a JSONL file.")
+                                             "'preferences' (RUN/feedback/preferences.jsonl, for dpo or kto), "
+                                             "'ratings' (RUN/feedback/ratings.jsonl, for kto), or a path to a "
+                                             "JSONL file.")
     epochs: float | None = Field(None, description="Epochs for this stage (default: train.epochs).")
     learning_rate: float | None = Field(None, description="Learning rate for this stage (default: train.lr).")
 
@@ -247,8 +250,10 @@ class TrainConfig(Section):
                                                   "this many tokens (attention cost grows with the square of a "
                                                   "row), gradients accumulated over its rows.")
     grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
-    dpo_beta: float = Field(0.1, gt=0, description="DPO's beta (how far from the reference the stage may move).")
-    dpo_batch_size: int = Field(2, ge=1, description="Preference pairs per micro-batch in a dpo stage.")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO's and KTO's beta (how far from the reference a dpo or kto "
+                                                   "stage may move).")
+    dpo_batch_size: int = Field(2, ge=1, description="Preference pairs (dpo) or rated answers (kto, at least 2) "
+                                                     "per micro-batch.")
     packing: bool = Field(True, description="Pack several examples into one sequence (no padding waste).")
     assistant_only_loss: bool = Field(True, description="Loss only on assistant tokens.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")

@@ -21,7 +21,7 @@ from verticalize.artifacts import (RunDir, file_fingerprint, fingerprint, next_r
                                    write_json, write_jsonl)
 from verticalize.config import Config
 from verticalize.errors import UserError
-from verticalize.serve.feedback import FeedbackStore, preference_pairs, seed_examples
+from verticalize.serve.feedback import FeedbackStore, preference_pairs, rated_answers, seed_examples
 from verticalize.testsets import read_test_file
 
 
@@ -224,11 +224,20 @@ def approved_feedback(runs: list[RunDir], *, min_rating: int = 1) -> tuple[list[
 def approved_preferences(runs: list[RunDir], exclude_questions: list[str]) -> tuple[list[dict[str, Any]], int]:
     """The preference pairs of the approved feedback in every store of ``runs`` (one pair per id, the newest
     store's winning), test-set questions left out; and how many pairs there are."""
+    return _merged_over_stores(runs, preference_pairs, exclude_questions)
+
+
+def approved_ratings(runs: list[RunDir], exclude_questions: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """The unpaired ratings (for a kto stage) of the approved feedback in every store of ``runs``, as above."""
+    return _merged_over_stores(runs, rated_answers, exclude_questions)
+
+
+def _merged_over_stores(runs: list[RunDir], read: Any, exclude_questions: list[str]) -> tuple[list[dict[str, Any]],
+                                                                                              int]:
     merged: dict[str, dict[str, Any]] = {}
     for db in reversed([r.feedback_db for r in runs if r.feedback_db.is_file()]):
-        pairs, _ = preference_pairs(FeedbackStore(db), exclude_questions=exclude_questions,
-                                    run=str(db.parent.parent.resolve()))
-        merged.update({p["id"]: p for p in pairs})
+        rows, _ = read(FeedbackStore(db), exclude_questions=exclude_questions, run=str(db.parent.parent.resolve()))
+        merged.update({r["id"]: r for r in rows})
     return list(merged.values()), len(merged)
 
 
@@ -266,9 +275,13 @@ def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
             state.setdefault(stage, source_state[stage])
     write_json(state_path, state)
     write_jsonl(target.iteration_seed, examples)
-    # The same feedback as preference pairs, for a `task: dpo, data: preferences` stage of this version.
-    preferences, counts["preference_pairs"] = approved_preferences(lineage(source), _test_questions(cfg, source))
+    # The same feedback as preference pairs (a `task: dpo, data: preferences` stage of this version) and as
+    # unpaired ratings (`task: kto, data: ratings`).
+    tested = _test_questions(cfg, source)
+    preferences, counts["preference_pairs"] = approved_preferences(lineage(source), tested)
     write_jsonl(target.feedback_preferences, preferences)
+    ratings, counts["rated_answers"] = approved_ratings(lineage(source), tested)
+    write_jsonl(target.feedback_ratings, ratings)
     version = run_family(target.root)[2]
     write_json(target.manifest("iteration"), {
         "stage": "iteration", "source": str(source.root.resolve()), "version": version,

@@ -275,3 +275,48 @@ def test_feedback_export_preferences_cli_leaves_out_the_test_questions(tmp_path)
     assert "exported 1 preference pairs" in done.stdout and "1 test questions" in done.stdout
     rows = [json.loads(x) for x in run.feedback_preferences.read_text().splitlines()]
     assert [(r["prompt"][0]["content"], r["chosen"], r["rejected"]) for r in rows] == [("Fee?", "CNY 200", "90%")]
+
+
+def test_rated_answers_for_kto_use_the_thumbs_down_without_a_correction(tmp_path):
+    from verticalize.serve.feedback import rated_answers
+
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    ask = lambda rid, q, a: store.record_response(rid, "task", [{"role": "user", "content": q}], a, [], False)
+    ask("r1", "What is the annual fee?", "90%")              # rated down, corrected: two rows
+    ask("r2", "How long is the grace period?", "7 months")   # rated down, no correction: undesirable (no DPO pair)
+    ask("r3", "Who approves loans?", "two directors")        # rated up: desirable
+    ask("r4", "Who approves loans?", "two  directors")       # the same answer again: a duplicate
+    ask("r5", "Is the card free?", "yes")                    # rated up by one reviewer, down by another: conflict
+    ask("r6", "Is the card free?", "yes")
+    ask("r7", "What is the test question?", "wrong")         # a test-set question
+    ask("r8", "Pending?", "maybe")                           # never reviewed
+    fb = {rid: store.add_feedback(rid, rating, corr, None, key_fp=fingerprint_key(KEY)) for rid, rating, corr in (
+        ("r1", -1, "CNY 200 a year"), ("r2", -1, None), ("r3", 1, None), ("r4", 1, None), ("r5", 1, None),
+        ("r6", -1, None), ("r7", -1, "right"), ("r8", -1, None))}
+    for rid in fb:
+        if rid != "r8":
+            store.review(fb[rid], "approve", "alice")
+    rows, counts = rated_answers(store, exclude_questions=["what is the test QUESTION?"], run="runs/bank")
+    got = {(r["prompt"][0]["content"], r["completion"], r["label"]) for r in rows}
+    assert got == {("What is the annual fee?", "CNY 200 a year", True), ("What is the annual fee?", "90%", False),
+                   ("How long is the grace period?", "7 months", False), ("Who approves loans?", "two directors", True)}
+    assert counts["desirable"] == 2 and counts["undesirable"] == 2 and counts["corrections"] == 1
+    assert counts["duplicates"] == 1 and counts["conflicting"] == 1 and counts["test_questions"] == 2
+    assert counts["pending"] == 1 and counts["rows"] == 4
+    r2 = next(r for r in rows if r["completion"] == "7 months")
+    assert r2["meta"]["origin"] == "served" and r2["meta"]["response_id"] == "r2" and r2["meta"]["rating"] == -1
+    assert r2["meta"]["run"] == "runs/bank" and r2["meta"]["key_fingerprint"] == fingerprint_key(KEY)
+
+
+def test_feedback_export_ratings_cli(tmp_path):
+    run = RunDir(tmp_path / "run")
+    store = FeedbackStore(run.feedback_db)
+    store.record_response("a", "task", [{"role": "user", "content": "Fee?"}], "90%", [], False)
+    store.review(store.add_feedback("a", -1, None, "wrong"), "approve", "alice")
+    result = CliRunner().invoke(app, ["feedback", "export", str(run.root), "--ratings"])
+    assert result.exit_code == 0, result.output
+    assert "exported 1 rated answers (0 desirable, 1 undesirable" in " ".join(result.output.split())
+    rows = [json.loads(x) for x in run.feedback_ratings.read_text().splitlines()]
+    assert [(r["completion"], r["label"]) for r in rows] == [("90%", False)]
+    both = CliRunner().invoke(app, ["feedback", "export", str(run.root), "--ratings", "--preferences"])
+    assert both.exit_code != 0 and "give one" in both.output

@@ -62,6 +62,11 @@ def test_iteration_versions_resume_and_lineage(tmp_path: Path):
     pairs = [json.loads(x) for x in third.target.feedback_preferences.read_text().splitlines()]
     assert sorted((p["chosen"], p["rejected"]) for p in pairs) == [("fixed a", "answer"), ("fixed b", "answer")]
     assert third.counts["preference_pairs"] == 2
+    # ... and as unpaired ratings for a kto stage: each correction desirable, each served answer undesirable.
+    ratings = [json.loads(x) for x in third.target.feedback_ratings.read_text().splitlines()]
+    assert sorted((r["completion"], r["label"]) for r in ratings) == [("answer", False), ("answer", False),
+                                                                      ("fixed a", True), ("fixed b", True)]
+    assert third.counts["rated_answers"] == 4
 
 
 def test_iteration_needs_approved_feedback(tmp_path: Path):

@@ -73,3 +73,36 @@ def test_list_and_the_cli(family):
     listed = subprocess.run([sys.executable, "-m", "verticalize", "runs", "list", str(v1.root)],
                             capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     assert listed.returncode == 0 and "bank.v2" in listed.stdout and "peft" in listed.stdout
+
+
+def test_the_report_of_an_iterated_version_compares_it_with_the_previous_one(family):
+    from verticalize.evaluate.report import write_report
+
+    v1, v2 = family
+    html = write_report(v2).read_text(encoding="utf-8")
+    assert "Compared with the previous version" in html and f"from <b>{v1.root.resolve()}</b>" in html
+    assert "exported 7" in html
+    row = html[html.index("<td>peft</td><td>f1</td>"):]
+    row = row[:row.index("</tr>")]
+    assert ">0.500<" in row and ">0.600<" in row and ">0.100<" in row and "improved" in row
+    assert "Improved: 2; regressed: 2 (prompt:p99_latency_ms, peft:general_regression)" in html
+    assert "different test sets" not in html
+    assert "Compared with the previous version" not in write_report(v1).read_text(encoding="utf-8")
+
+
+def test_the_report_shows_a_preference_stage_with_its_share(tmp_path):
+    from verticalize.artifacts import ADAPTER_META
+    from verticalize.evaluate.report import write_report
+
+    run = RunDir(tmp_path / "run")
+    for name, meta in (("task", {"task": "sft", "inputs": [{"kept": 90}], "metrics": {}}),
+                       ("prefs", {"task": "kto", "parent": "task", "inputs": [{"kept": 10}],
+                                  "metrics": {"rows": 10, "desirable": 4, "undesirable": 6, "steps": 15,
+                                              "stopped": "early", "validation": "2 rows held out",
+                                              "reward_margin": 1.25}})):
+        write_json(run.adapter_dir(name) / ADAPTER_META, {"name": name, "method": "lora", **meta})
+    html = write_report(run).read_text(encoding="utf-8")
+    row = html[html.index("<td>prefs</td><td>kto</td>"):]
+    row = row[:row.index("</tr>")]
+    assert "10 rated answers (4 desirable, 6 undesirable)" in row and ">0.100<" in row and ">early<" in row
+    assert ">1.250<" in row

@@ -42,10 +42,24 @@ def feedback_export(run: Path = typer.Argument(..., help="Run directory that was
                     min_rating: int = typer.Option(1, help="Uncorrected answers need at least this rating."),
                     preferences: bool = typer.Option(False, "--preferences", help="Write preference pairs "
                                                      "(prompt, chosen, rejected) for preference tuning instead."),
-                    test_set: Optional[Path] = typer.Option(None, "--test-set", help="With --preferences: also "
-                                                            "leave out this test file's questions.")) -> None:
+                    ratings: bool = typer.Option(False, "--ratings", help="Write unpaired ratings (prompt, "
+                                                 "completion, label) for a kto stage instead "
+                                                 "(RUN/feedback/ratings.jsonl)."),
+                    test_set: Optional[Path] = typer.Option(None, "--test-set", help="With --preferences or "
+                                                            "--ratings: also leave out this test file's "
+                                                            "questions.")) -> None:
     """Turn the APPROVED feedback into seed examples (pending and rejected rows are left out)."""
-    from verticalize.serve import export_feedback, export_preferences
+    from verticalize.serve import export_feedback, export_preferences, export_ratings
+
+    if preferences and ratings:
+        raise UserError("--preferences and --ratings write different files: give one")
+    if ratings:
+        c = export_ratings(RunDir(run), out_path, min_rating=min_rating, test_set=test_set)
+        out.print(f"exported {c['rows']} rated answers ({c['desirable']} desirable, {c['undesirable']} undesirable; "
+                  f"{c['corrections']} corrections) to {c['path']}; left out: {c['test_questions']} test questions, "
+                  f"{c['duplicates']} duplicates, {c['conflicting']} rated both ways, {c['pending']} pending, "
+                  f"{c['rejected']} rejected")
+        return
 
     if preferences:
         c = export_preferences(RunDir(run), out_path, min_rating=min_rating, test_set=test_set)

@@ -18,7 +18,6 @@ from typing import Any
 from verticalize.artifacts import RunDir, file_fingerprint, run_versions
 from verticalize.errors import UserError
 from verticalize.evaluate.gates import PRIMARY_METRIC, metric_higher_is_better
-from verticalize.evaluate.report import read_json
 
 # Metrics a comparison reports (when both ladders have them), quality first, then cost.
 COMPARED = ("f1", "exact_match", "rouge_l", "accuracy", "macro_f1", "refusal_rate", "false_refusal_rate",
@@ -27,7 +26,10 @@ TOLERANCE = 1e-9  # a change smaller than this is no change
 
 
 def _ladder(run: RunDir) -> dict[str, Any] | None:
-    data = read_json(run.ladder) if run.ladder.is_file() else None
+    try:
+        data = json.loads(run.ladder.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent or unreadable: not evaluated
+        return None
     return data if isinstance(data, dict) else None
 
 

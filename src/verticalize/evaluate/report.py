@@ -17,7 +17,9 @@ from typing import Any
 
 from verticalize.artifacts import (ADAPTER_META, TRAIN_SECONDS, AdapterMetadataError, RunDir, library_versions,
                                    read_adapter_meta)
+from verticalize.errors import UserError
 from verticalize.evaluate import charts
+from verticalize.evaluate.compare import compare_runs
 from verticalize.evaluate.model_card import write_model_card
 
 QUALITY = {"qa": ("exact_match", "f1", "rouge_l", "judge_score"), "classification": ("accuracy", "macro_f1")}
@@ -145,6 +147,56 @@ def _training_section(run: RunDir) -> str:
                            [[a.get("name"), a.get("method"), a.get("parent") or "—", a.get("trainable_params"),
                              a.get("trainable_share"), (a.get("metrics") or {}).get(TRAIN_SECONDS),
                              (a.get("metrics") or {}).get("best_val_loss")] for a in adapters], numeric_from=3))
+        html.append(_preference_table(adapters))
+    return "".join(html)
+
+
+def _preference_table(adapters: list[dict[str, Any]]) -> str:
+    """The preference stages (dpo, kto): how many pairs or rated answers, their share of what the run trained on,
+    and what the stage did with them."""
+    prefs = [a for a in adapters if a.get("task") in ("dpo", "kto")]
+    if not prefs:
+        return ""
+    sft_rows = sum(int((a.get("inputs") or [{}])[0].get("kept") or 0) for a in adapters
+                   if a.get("task") not in ("dpo", "kto"))
+    rows = []
+    for a in prefs:
+        m = a.get("metrics") or {}
+        n = m.get("pairs") if a.get("task") == "dpo" else m.get("rows")
+        what = (f"{n} pairs" if a.get("task") == "dpo"
+                else f"{n} rated answers ({m.get('desirable')} desirable, {m.get('undesirable')} undesirable)")
+        share = n / (n + sft_rows) if isinstance(n, int) and n + sft_rows else None
+        rows.append([a.get("name"), a.get("task"), what, share, m.get("steps"), m.get("stopped"),
+                     m.get("validation"), m.get("reward_margin")])
+    return ("<p>Preference tuning (share: of all the examples the run's stages trained on).</p>"
+            + _table(["stage", "task", "trained on", "share", "steps", "stopped", "validation", "reward margin"],
+                     rows, numeric_from=3))
+
+
+def _version_section(run: RunDir) -> str:
+    """For a version made by `run --iterate`: its ladder against the version it was iterated from, rung by rung."""
+    info = read_json(run.manifest("iteration"))
+    source = Path(str((info or {}).get("source") or ""))
+    if not isinstance(info, dict) or not source.name:
+        return ""
+    html = [f"<h2>Compared with the previous version</h2><p>This is version {_num(info.get('version'))}, trained "
+            f"from <b>{escape(str(source))}</b> with its approved feedback "
+            f"({escape(', '.join(f'{k} {v}' for k, v in (info.get('counts') or {}).items() if v))}).</p>"]
+    try:
+        cmp = compare_runs(source, run.root)
+    except UserError as e:
+        return "".join(html) + f'<p class="note">No comparison: {escape(str(e))}</p>'
+    if not cmp["same_test_set"]:
+        html.append('<p class="note warning">The two versions were tested on different test sets: the changes '
+                    "below compare different questions.</p>")
+    rows = [[rung, metric, v["a"], v["b"], v["delta"], v["change"]]
+            for rung, metrics in cmp["rungs"].items() for metric, v in metrics.items()]
+    html.append(_table(["rung", "metric", "previous", "this version", "Δ", "improved / regressed"], rows,
+                       numeric_from=2))
+    rec = cmp["recommendation"]
+    html.append(f"<p>Improved: {len(cmp['improved'])}; regressed: {len(cmp['regressed'])}"
+                + (f" ({escape(', '.join(cmp['regressed']))})" if cmp["regressed"] else "")
+                + f". Recommended rung: {escape(str(rec['a']))} → <b>{escape(str(rec['b']))}</b>.</p>")
     return "".join(html)
 
 
@@ -269,9 +321,9 @@ def write_report(run: RunDir) -> Path:
     predictions = {r: read_rows(run.predictions(r)) for r in (ladder or {}).get("rungs", {})}
     predictions = {r: rows for r, rows in predictions.items() if rows}
     settings = (ladder or {}).get("settings", {})
-    body = "".join(f"<section>{s}</section>" for s in (
-        _gates_section(ladder), _ladder_section(ladder), _latency_section(predictions), _data_section(run),
-        _kb_section(run, ladder), _training_section(run), _samples_section(predictions)))
+    sections = (_gates_section(ladder), _ladder_section(ladder), _version_section(run), _latency_section(predictions),
+                _data_section(run), _kb_section(run, ladder), _training_section(run), _samples_section(predictions))
+    body = "".join(f"<section>{s}</section>" for s in sections if s)  # a section with nothing to say is left out
     template = Template((resources.files("verticalize.evaluate") / "templates" / "report.html").read_text("utf-8"))
     css = (resources.files("verticalize.evaluate") / "templates" / "report.css").read_text("utf-8")
     html = template.substitute(

@@ -30,14 +30,14 @@ from verticalize.models import resolve_base
 from verticalize.pii import redact
 from verticalize.testsets import read_test_file
 from verticalize.serve.app import Gateway, GatewaySettings, create_app, load_training_questions
-from verticalize.serve.feedback import FeedbackStore, export_seed_examples, preference_pairs
+from verticalize.serve.feedback import FeedbackStore, export_seed_examples, preference_pairs, rated_answers
 from verticalize.serve.llamacpp import LlamaCppEngine
 from verticalize.serve.quality import QualitySignals
 from verticalize.serve.reload import Reloader, Served, SwitchableEngine
 from verticalize.serve.vllm import VLLMEngine
 
 __all__ = ["Gateway", "GatewaySettings", "build_gateway", "create_app", "serve_run", "export_feedback",
-           "feedback_db_path"]
+           "export_preferences", "export_ratings", "feedback_db_path"]
 
 
 def feedback_db_path(run: RunDir) -> Path:
@@ -145,31 +145,48 @@ def serve_run(cfg: Config, run: RunDir, insecure: bool = False, overrides: list[
                 timeout_graceful_shutdown=int(cfg.serve.request_timeout_s))
 
 
-def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -> dict[str, int]:
+def _feedback_store(run: RunDir) -> FeedbackStore:
     db = feedback_db_path(run)
     if not db.is_file():
         raise FileNotFoundError(f"no feedback store at {db}: serve the run and POST /v1/feedback first")
+    return FeedbackStore(db)
+
+
+def export_feedback(run: RunDir, out: Path | None = None, min_rating: int = 1) -> dict[str, int]:
     target = out or run.feedback_seed
-    counts = export_seed_examples(FeedbackStore(db), target, min_rating=min_rating)
+    counts = export_seed_examples(_feedback_store(run), target, min_rating=min_rating)
     counts["path"] = str(target)  # type: ignore[assignment]
     return counts
+
+
+def _test_questions(run: RunDir, test_set: Path | None) -> list[str]:
+    """The questions of the run's test split and of ``test_set``: left out of what feedback trains."""
+    questions: list[str] = []
+    for path in (run.dataset_split("test"), test_set):
+        if path is not None and Path(path).is_file():
+            questions += [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
+    return questions
 
 
 def export_preferences(run: RunDir, out: Path | None = None, min_rating: int = 1,
                        test_set: Path | None = None) -> dict[str, Any]:
     """Preference pairs of the approved feedback (`feedback.preference_pairs`) to RUN/feedback/preferences.jsonl;
     the questions of the run's test split and of ``test_set`` are left out (decontamination)."""
-    db = feedback_db_path(run)
-    if not db.is_file():
-        raise FileNotFoundError(f"no feedback store at {db}: serve the run and POST /v1/feedback first")
-    questions: list[str] = []
-    for path in (run.dataset_split("test"), test_set):
-        if path is not None and Path(path).is_file():
-            questions += [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
-    pairs, counts = preference_pairs(FeedbackStore(db), min_rating=min_rating, exclude_questions=questions,
-                                     run=str(run.root.resolve()))
+    pairs, counts = preference_pairs(_feedback_store(run), min_rating=min_rating,
+                                     exclude_questions=_test_questions(run, test_set), run=str(run.root.resolve()))
     target = out or run.feedback_preferences
     write_jsonl(target, pairs)
+    return {**counts, "path": str(target)}
+
+
+def export_ratings(run: RunDir, out: Path | None = None, min_rating: int = 1,
+                   test_set: Path | None = None) -> dict[str, Any]:
+    """Unpaired ratings of the approved feedback (`feedback.rated_answers`, for a kto stage) to
+    RUN/feedback/ratings.jsonl; test questions left out as for the pairs."""
+    rows, counts = rated_answers(_feedback_store(run), min_rating=min_rating,
+                                 exclude_questions=_test_questions(run, test_set), run=str(run.root.resolve()))
+    target = out or run.feedback_ratings
+    write_jsonl(target, rows)
     return {**counts, "path": str(target)}
 
 

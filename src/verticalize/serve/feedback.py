@@ -296,5 +296,71 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
     return pairs, counts
 
 
+def rated_answers(store: FeedbackStore, *, min_rating: int = 1, exclude_questions: Iterable[str] = (),
+                  run: str | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Unpaired ratings (prompt, completion, label) from the APPROVED feedback, with provenance — what a
+    ``task: kto`` stage trains on — and the counts.
+
+    - a correction: the correction is desirable (label true), and the served answer undesirable when it was rated
+      below ``min_rating``;
+    - no correction: the served answer is desirable when rated at least ``min_rating``, undesirable when rated
+      below — the thumbs-down without a correction that gives no DPO pair.
+    Pending and rejected feedback is never used; the latest approved feedback of a response wins. Rows are
+    deduplicated (same question, answer and label); an answer rated both desirable and undesirable for one question
+    is left out (the reviewers disagree); a question of ``exclude_questions`` (the test set's) is left out.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    counts = {"desirable": 0, "undesirable": 0, "corrections": 0, "duplicates": 0, "conflicting": 0, "empty": 0,
+              "test_questions": 0, PENDING: 0, REJECTED: 0}
+    for row in store.rows():
+        if row["status"] != APPROVED:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            continue
+        latest[row["response_id"]] = row
+    excluded = {_question_key(q) for q in exclude_questions}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    labels: dict[tuple[str, str], set[bool]] = {}
+    for row in latest.values():
+        question = row["question"]
+        if not question:
+            continue
+        candidates = []
+        if row["correction"]:
+            candidates.append((row["correction"], True, "correction"))
+            if row["rating"] < min_rating:
+                candidates.append((row["response"], False, "served"))
+        else:
+            candidates.append((row["response"], row["rating"] >= min_rating, "served"))
+        for text, label, origin in candidates:
+            if not (text or "").strip():
+                counts["empty"] += 1
+                continue
+            if _question_key(question) in excluded:
+                counts["test_questions"] += 1
+                continue
+            key = (_question_key(question), " ".join(text.split()))
+            if key in found and label in labels[key]:
+                counts["duplicates"] += 1
+                continue
+            labels.setdefault(key, set()).add(label)
+            found.setdefault(key, {
+                "id": f"rating-{row['response_id']}-{origin}",
+                "prompt": [{"role": "user", "content": question}], "completion": text, "label": label,
+                "meta": {"source": "feedback", "origin": origin, "run": run, "question": question,
+                         "response_id": row["response_id"], "served_model": row["model"], "rating": row["rating"],
+                         "feedback_id": row["id"], "reviewer": row["reviewer"],
+                         "key_fingerprint": row["key_fingerprint"]}})
+    rows = []
+    for key, item in found.items():
+        if len(labels[key]) > 1:
+            counts["conflicting"] += 1
+            continue
+        rows.append(item)
+        counts["desirable" if item["label"] else "undesirable"] += 1
+        counts["corrections"] += item["meta"]["origin"] == "correction"
+    counts["rows"] = len(rows)
+    return rows, counts
+
+
 def _question_key(question: str) -> str:
     return " ".join(question.lower().split())

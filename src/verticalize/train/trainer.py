@@ -29,7 +29,7 @@ from verticalize.train.data import (ChatEncoder, DatasetFileError, Example, Trai
 from verticalize.train.loop import StageRun, StepCallback, run_stage
 from verticalize.train.methods import build_model, check_method_supported, layering, n_virtual_tokens, \
     resolve_precision, save_trained
-from verticalize.train.preference import train_preference_stage
+from verticalize.train.preference import PREFERENCE_TASKS, train_preference_stage
 from verticalize.train.report import MetricsLog, plot_loss_curve, write_adapter_meta
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StagePlan:
     name: str
-    task: str  # sft | pretrain | classification
-    data: str  # dataset | corpus | a path
+    task: str  # sft | pretrain | classification | dpo | kto
+    data: str  # dataset | corpus | preferences | ratings | a path
     epochs: float
     learning_rate: float
     parent: str | None
@@ -80,6 +80,11 @@ def _stage_files(plan: StagePlan, run: RunDir) -> tuple[Path, Path | None]:
             raise DatasetFileError(f"no preference pairs at {run.feedback_preferences}: run `verticalize feedback "
                                    f"export RUN --preferences` first (stage '{plan.name}' uses data=preferences)")
         return run.feedback_preferences, None
+    if plan.data == "ratings":
+        if not run.feedback_ratings.is_file():
+            raise DatasetFileError(f"no ratings at {run.feedback_ratings}: run `verticalize feedback export RUN "
+                                   f"--ratings` first (stage '{plan.name}' uses data=ratings)")
+        return run.feedback_ratings, None
     if plan.data == "corpus":
         if not run.chunks.is_file():
             raise DatasetFileError(f"no corpus at {run.chunks}: run `verticalize ingest` first (stage "
@@ -201,8 +206,9 @@ def _train_stage(cfg: Config, run: RunDir, plan: StagePlan, precision: Any, acc:
             raise TrainError(f"stage '{plan.name}' builds on '{p.name}', whose adapter is missing in {p}")
     model, tok, counts = build_model(cfg, precision, acc.device, parents=parents)
     ckpt_dir = run.stage("train") / "checkpoints" / plan.name
-    if plan.task == "dpo":
-        metrics, packing, reports = _train_dpo(cfg, run, plan, model, tok, counts, precision, acc, ckpt_dir)
+    if plan.task in PREFERENCE_TASKS:
+        metrics, packing, reports = _train_preference(cfg, run, plan, model, tok, counts, precision, acc, fp,
+                                                      resume, on_step, ckpt_dir)
     else:
         metrics, packing, reports = _train_sft(cfg, run, plan, model, tok, counts, precision, acc, log, fp, resume,
                                                on_step, ckpt_dir)
@@ -247,20 +253,22 @@ def _train_sft(cfg: Config, run: RunDir, plan: StagePlan, model: Any, tok: Any, 
     return run_stage(stage, model, cfg, acc, precision), stage.packing, reports
 
 
-def _train_dpo(cfg: Config, run: RunDir, plan: StagePlan, model: Any, tok: Any, counts: dict[str, Any],
-               precision: Any, acc: Any, ckpt_dir: Path) -> tuple[dict[str, Any], bool, list[dict[str, Any]]]:
-    """A preference-tuning stage through TRL (train/preference.py): (metrics, packing, data reports)."""
+def _train_preference(cfg: Config, run: RunDir, plan: StagePlan, model: Any, tok: Any, counts: dict[str, Any],
+                      precision: Any, acc: Any, fp: str, resume: bool, on_step: StepCallback | None,
+                      ckpt_dir: Path) -> tuple[dict[str, Any], bool, list[dict[str, Any]]]:
+    """A preference-tuning stage (dpo, kto) through TRL (train/preference.py): (metrics, packing, data reports)."""
     if not get_method(cfg.train.method).merges or not plan.parent:
-        raise TrainError(f"stage '{plan.name}' (task: dpo) needs an earlier stage to tune and a LoRA-family "
+        raise TrainError(f"stage '{plan.name}' (task: {plan.task}) needs an earlier stage to tune and a LoRA-family "
                          f"method (train.method={cfg.train.method}): put an sft stage before it")
     if acc.num_processes > 1:
-        raise TrainError(f"stage '{plan.name}' (task: dpo) trains in one process; run it without torchrun")
+        raise TrainError(f"stage '{plan.name}' (task: {plan.task}) trains in one process; run it without torchrun")
     data_path, _ = _stage_files(plan, run)
     if acc.is_main_process:
-        print(f"stage '{plan.name}' ({cfg.train.method}, dpo on top of '{plan.parent}'): "
-              f"{counts['trainable_params']:,} trainable parameters; pairs from {data_path}; "
+        print(f"stage '{plan.name}' ({cfg.train.method}, {plan.task} on top of '{plan.parent}'): "
+              f"{counts['trainable_params']:,} trainable parameters; rows from {data_path}; "
               f"precision {precision.name}")
-    metrics, report = train_preference_stage(cfg, model, tok, data_path, epochs=plan.epochs,
-                                             learning_rate=plan.learning_rate, precision=precision,
-                                             work_dir=ckpt_dir)
+    metrics, report = train_preference_stage(cfg, model, tok, data_path, task=plan.task, name=plan.name,
+                                             epochs=plan.epochs, learning_rate=plan.learning_rate,
+                                             precision=precision, work_dir=ckpt_dir, fingerprint=fp, resume=resume,
+                                             on_step=on_step)
     return metrics, False, [report]
