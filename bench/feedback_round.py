@@ -7,7 +7,9 @@ what a reviewer would do in the review queue. Two next versions are trained with
 run 1, on the same approved feedback:
 
 - ``sft``: the corrections join the seed data (the SFT stage retrains on everything);
-- ``sft+dpo``: the same, then a ``task: dpo`` stage on the same feedback's preference pairs.
+- ``sft+dpo``: the same, then a ``task: dpo`` stage on the same feedback's preference pairs;
+- ``sft+kto``: the same, then a ``task: kto`` stage on the same pairs (each read as a desirable and an undesirable
+  answer), with the dpo stage's epochs and learning rate.
 
 Scored on (a) the paraphrases of the corrected questions — written for this bench, never trained on, the
 questions a user asks next —, (b) the demo's test set, (c) the general-skill probe (forgetting guard); the
@@ -102,8 +104,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/feedback_round.json"))
     ap.add_argument("--set", dest="sets", action="append", default=[], help="config override for every run "
                     "(e.g. model.base=... for a smoke test on a tiny model)")
-    ap.add_argument("--only", choices=["sft", "sft+dpo"], help="run this variant only and merge it into --out "
-                    "(the other variant's row and run 1's are kept from the file)")
+    ap.add_argument("--only", choices=["sft", "sft+dpo", "sft+kto"], help="run this variant only and merge it into "
+                    "--out (the other variants' rows and run 1's are kept from the file)")
     args = ap.parse_args()
 
     from verticalize.artifacts import RunDir, write_jsonl
@@ -113,10 +115,10 @@ def main() -> None:
     from verticalize.testsets import read_test_file
 
     shutil.rmtree(args.work, ignore_errors=True)
-    variants = {"sft": [], "sft+dpo": [
+    variants = {"sft": [], **{f"sft+{task}": [
         "train.stages=" + json.dumps([{"name": "task", "task": "sft"},
-                                      {"name": "prefs", "task": "dpo", "data": "preferences", "epochs": 3,
-                                       "learning_rate": 2e-4}])]}
+                                      {"name": "prefs", "task": task, "data": "preferences", "epochs": 3,
+                                       "learning_rate": 2e-4}])] for task in ("dpo", "kto")}}
     results: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rung": RUNG, "variants": {}}
     if args.only:
         variants = {args.only: variants[args.only]}

@@ -70,7 +70,7 @@ def test_dpo_stage_on_top_of_sft_prefers_the_chosen_answers(tiny_model_dir: Path
     m = prefs.meta["metrics"]
     # 4 epochs over 8 pairs, 2 a step: 16 steps (train.max_steps would only cap them)
     assert prefs.meta["task"] == "dpo" and m["pairs"] == 8 and m["steps"] == 16 and m["train_seconds"] > 0
-    assert m["validation_rows"] == 0 and m["validation"] == "none: 8 rows < 20, all train"  # too few to hold out
+    assert m["validation_rows"] == 0 and m["validation"] == "none: 8 questions < 20, all train"  # too few
     assert prefs.meta["inputs"][0]["refused"] == 1 and "line 9" in prefs.meta["inputs"][0]["refused_examples"][0]
     sft_model, tok = load_adapter(cfg.model, run.adapter_dir("task"), dtype=torch.float32)
     dpo_model, _ = load_adapter(cfg.model, run.adapter_dir("prefs"), dtype=torch.float32)  # parents merged in

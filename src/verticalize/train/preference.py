@@ -17,8 +17,9 @@ What the SFT loop guarantees and how a preference stage keeps it:
 - precision: bf16/fp16 where the device has it (TRL's mixed precision), fp32 otherwise — the stage's ``precision``;
 - schedule: warm-up + cosine; steps are the stage's epochs over its rows, capped (not replaced, as in an SFT stage)
   by ``train.max_steps`` — a step budget sized for SFT would be dozens of epochs over a few hundred pairs;
-- early stopping: with at least ``MIN_ROWS_FOR_VALIDATION`` rows a stable tenth (by question, so the two answers to
-  one question never straddle the split) is held out; the validation loss is computed every ``train.eval_every``
+- early stopping: with at least ``MIN_QUESTIONS_FOR_VALIDATION`` questions a stable tenth of them is held out (by
+  question, so the answers to one question never straddle the split, and a dpo and a kto stage on the same pairs
+  hold out the same ones); the validation loss is computed every ``train.eval_every``
   steps (at least once an epoch), training stops after ``train.early_stopping_patience`` evaluations without
   improvement and the best checkpoint's adapter is restored;
 - resume: a checkpoint every ``train.save_every`` steps (every evaluation when validating, so the best one is
@@ -42,7 +43,7 @@ from verticalize.config import Config
 from verticalize.train.data import DatasetFileError, TrainError
 
 PREFERENCE_TASKS = ("dpo", "kto")
-MIN_ROWS_FOR_VALIDATION = 20  # fewer: every row trains (a hold-out of one or two rows steers nothing)
+MIN_QUESTIONS_FOR_VALIDATION = 20  # fewer: every row trains (a hold-out of one or two questions steers nothing)
 VALIDATION_SHARE = 0.1
 FINGERPRINT_FILE = "fingerprint.txt"
 
@@ -124,16 +125,12 @@ def _question_bucket(row: dict[str, Any]) -> float:
 
 
 def validation_split(rows: list[dict[str, Any]], patience: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, validation): a stable tenth by question when there are enough rows and early stopping is on."""
-    if patience <= 0 or len(rows) < MIN_ROWS_FOR_VALIDATION:
+    """(train, validation): a stable tenth of the questions when there are enough and early stopping is on."""
+    buckets = sorted({_question_bucket(r) for r in rows})
+    if patience <= 0 or len(buckets) < MIN_QUESTIONS_FOR_VALIDATION:
         return rows, []
-    ordered = sorted(rows, key=_question_bucket)
-    wanted = max(2, round(VALIDATION_SHARE * len(rows)))
-    cut = _question_bucket(ordered[wanted - 1])
-    val = [r for r in ordered if _question_bucket(r) <= cut]  # a question's rows stay together
-    if len(val) >= len(rows):
-        return rows, []
-    return [r for r in rows if _question_bucket(r) > cut], val
+    cut = buckets[max(2, round(VALIDATION_SHARE * len(buckets))) - 1]
+    return ([r for r in rows if _question_bucket(r) > cut], [r for r in rows if _question_bucket(r) <= cut])
 
 
 def _conversational(rows: list[dict[str, Any]], system: list[dict[str, str]], task: str) -> list[dict[str, Any]]:
@@ -257,7 +254,8 @@ def train_preference_stage(cfg: Config, model: Any, tokenizer: Any, data_path: P
                                                             and best < evals[-1] - 1e-12),
                "validation": (f"{len(val_rows)} rows held out, validation every {eval_steps} steps" if val_rows
                               else "none: early stopping off" if t.early_stopping_patience <= 0
-                              else f"none: {len(rows)} rows < {MIN_ROWS_FOR_VALIDATION}, all train")}
+                              else f"none: {len({_question_bucket(r) for r in rows})} questions < "
+                   f"{MIN_QUESTIONS_FOR_VALIDATION}, all train")}
     if task == "dpo":
         metrics.update(pairs=len(rows), train_pairs=len(train_rows), reward_accuracy=last.get("rewards/accuracies"),
                        reward_margin=last.get("rewards/margins"))
