@@ -124,6 +124,14 @@ class RunDir:
         return self.stage("feedback") / "ratings.jsonl"
 
     @property
+    def feedback_test(self) -> Path:  # pipeline (`run --iterate`) → eval: approved feedback held out of training
+        return self.stage("iteration") / "feedback_test.jsonl"
+
+    @property
+    def feedback_eval(self) -> Path:  # pipeline (`run --iterate`) → report: both versions on feedback_test
+        return self.stage("iteration") / "feedback_eval"
+
+    @property
     def iteration_seed(self) -> Path:  # pipeline (`run --iterate`) → data (this version's feedback seed data)
         return self.stage("iteration") / "seed.jsonl"
 

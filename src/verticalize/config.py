@@ -300,6 +300,11 @@ class EvalConfig(Section):
     batch_size: int = Field(8, ge=1, description="Questions in flight at once (the engine batches them); each "
                                                  "answer's latency is what its request waited, so use 1 to measure "
                                                  "single-request latency.")
+    feedback_holdout: float = Field(0.0, ge=0, le=0.5, description="`run --iterate`: this share of the approved "
+                                    "corrected questions (a stable choice, at least one) stays out of training and "
+                                    "tests both versions, so the report says whether the new version learned from "
+                                    "feedback beyond the questions it was corrected on (0: every correction trains; "
+                                    "the comparison is on the test set only).")
 
 
 class ServeConfig(Section):

@@ -9,6 +9,7 @@ re-trains and re-evaluates but does not re-ingest; editing a document redoes eve
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import shutil
 import time
@@ -250,6 +251,27 @@ def _test_questions(cfg: Config, run: RunDir) -> list[str]:
     return [r.parsed.question for r in read_test_file(path).rows if r.parsed is not None]
 
 
+def hold_out_feedback(examples: list[dict[str, Any]], share: float) -> tuple[list[dict[str, Any]],
+                                                                              list[dict[str, Any]]]:
+    """(trained, held out): ``share`` of the corrected questions, a stable choice by question (at least one when
+    the share is positive and there are two or more), never all of them."""
+    corrected = sorted({_question_key(ex) for ex in examples if ex["meta"].get("generator") == "seed:feedback"
+                        and ex["meta"].get("answer")}, key=_hash_key)
+    if share <= 0 or len(corrected) < 2:
+        return examples, []
+    held = set(corrected[:min(len(corrected) - 1, max(1, round(share * len(corrected))))])
+    return ([ex for ex in examples if _question_key(ex) not in held],
+            [ex for ex in examples if _question_key(ex) in held])
+
+
+def _question_key(example: dict[str, Any]) -> str:
+    return " ".join(str(example["meta"].get("question") or "").lower().split())
+
+
+def _hash_key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
     """Create (or resume) the next version of ``cfg.project.run_dir``'s family; returns the config that trains it
     (its run_dir the new version, the approved feedback added to ``project.seed_data``) and what was done."""
@@ -274,10 +296,14 @@ def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
             shutil.copytree(source.stage(stage), target.stage(stage))
             state.setdefault(stage, source_state[stage])
     write_json(state_path, state)
+    examples, held_out = hold_out_feedback(examples, cfg.eval.feedback_holdout)
+    counts["held_out"] = len(held_out)
     write_jsonl(target.iteration_seed, examples)
+    write_jsonl(target.feedback_test, [{"question": ex["meta"]["question"], "answer": ex["meta"]["answer"],
+                                        "feedback_id": ex["meta"]["feedback_id"]} for ex in held_out])
     # The same feedback as preference pairs (a `task: dpo, data: preferences` stage of this version) and as
-    # unpaired ratings (`task: kto, data: ratings`).
-    tested = _test_questions(cfg, source)
+    # unpaired ratings (`task: kto, data: ratings`); the held-out questions stay out of these too.
+    tested = _test_questions(cfg, source) + [ex["meta"]["question"] for ex in held_out]
     preferences, counts["preference_pairs"] = approved_preferences(lineage(source), tested)
     write_jsonl(target.feedback_preferences, preferences)
     ratings, counts["rated_answers"] = approved_ratings(lineage(source), tested)
@@ -294,9 +320,31 @@ def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
 
 
 def run_iteration(cfg: Config, **kwargs: Any) -> tuple[PipelineResult, Iteration]:
-    """`verticalize run --iterate`: the next version of the run, trained with the approved feedback."""
+    """`verticalize run --iterate`: the next version of the run, trained with the approved feedback; with
+    held-out feedback questions (eval.feedback_holdout), both versions answer them and the report compares."""
     cfg, it = prepare_iteration(cfg)
     result = run_pipeline(cfg, **kwargs)
     info = _iteration_info(it.target) or {}
+    if it.counts.get("held_out") and it.target.ladder.is_file():  # evaluated: the held-out questions too
+        info["feedback_comparison"] = str(compare_on_held_out_feedback(cfg, it))
+        evaluate.write_report(it.target)  # again, with the comparison
     write_json(it.target.manifest("iteration"), {**info, "complete": True, "finished": time.time()})
     return result, it
+
+
+def compare_on_held_out_feedback(cfg: Config, it: Iteration) -> Path:
+    """Both versions answer the feedback questions held out of training (side ladders under
+    RUN.vN/iteration/feedback_eval/, the source version's files untouched); returns the comparison's path."""
+    from verticalize.evaluate.compare import compare_ladders
+    from verticalize.serve import load_run_config
+
+    out = it.target.feedback_eval
+    source_cfg = load_run_config(it.source)
+    source_cfg.eval = cfg.eval.model_copy(deep=True)  # the same rungs and settings for both versions
+    ladders = {name: evaluate.evaluate_run(c, run, test_set=it.target.feedback_test, out_dir=out / name)
+               for name, c, run in (("source", source_cfg, it.source), ("this", cfg, it.target))}
+    comparison = {"a": str(it.source.root), "b": str(it.target.root), "questions": it.counts["held_out"],
+                  **compare_ladders(ladders["source"], ladders["this"])}
+    path = out / "comparison.json"
+    write_json(path, comparison)
+    return path

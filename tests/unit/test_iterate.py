@@ -76,3 +76,23 @@ def test_iteration_needs_approved_feedback(tmp_path: Path):
     with pytest.raises(UserError, match="no approved feedback"):
         prepare_iteration(_cfg(v1.root))
     assert not (tmp_path / "demo.v2").exists()
+
+
+def test_feedback_holdout_is_a_stable_share_of_the_corrected_questions():
+    from verticalize.pipeline import hold_out_feedback
+
+    def ex(i: int, generator: str = "seed:feedback") -> dict:
+        return {"id": f"fb-{i}", "meta": {"question": f"Question {i}?", "answer": f"a{i}", "generator": generator}}
+
+    ten = [ex(i) for i in range(10)]
+    assert hold_out_feedback(ten, 0.0) == (ten, [])
+    assert hold_out_feedback([ex(1)], 0.5) == ([ex(1)], [])  # one correction: it trains
+    kept, held = hold_out_feedback(ten, 0.2)
+    assert len(held) == 2 and len(kept) == 8 and {e["id"] for e in kept + held} == {e["id"] for e in ten}
+    assert {e["id"] for e in hold_out_feedback(list(reversed(ten)), 0.2)[1]} == {e["id"] for e in held}  # stable
+    assert len(hold_out_feedback(ten[:2], 0.5)[1]) == 1  # never all of them
+    # The same question asked twice is held out (or kept) as one; other seed kinds are never held out.
+    twice = [*ten[:3], {**ex(0), "id": "fb-again"}, ex(99, "seed:user")]
+    kept, held = hold_out_feedback(twice, 0.34)
+    assert all(e["meta"]["generator"] == "seed:feedback" for e in held)
+    assert {e["meta"]["question"] for e in held}.isdisjoint({e["meta"]["question"] for e in kept})

@@ -65,7 +65,7 @@ def list_runs(run_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def _test_set(run: RunDir, ladder: dict[str, Any]) -> dict[str, Any]:
+def _test_set(ladder: dict[str, Any]) -> dict[str, Any]:
     ts = dict(ladder.get("test_set") or {})
     path = Path(str(ts.get("path") or ""))
     ts["fingerprint"] = file_fingerprint(path) if path.is_file() else None
@@ -79,7 +79,12 @@ def compare_runs(a_dir: str | Path, b_dir: str | Path) -> dict[str, Any]:
     missing = [str(r.ladder) for r, lad in ((a, la), (b, lb)) if lad is None]
     if missing:
         raise UserError(f"no ladder at {', '.join(missing)}: evaluate first (`verticalize eval RUN`)")
-    ta, tb = _test_set(a, la), _test_set(b, lb)
+    return {"a": str(a.root), "b": str(b.root), **compare_ladders(la, lb)}
+
+
+def compare_ladders(la: dict[str, Any], lb: dict[str, Any]) -> dict[str, Any]:
+    """Ladder ``lb`` against ladder ``la``, rung by rung: every metric both measured, its change, its direction."""
+    ta, tb = _test_set(la), _test_set(lb)
     same = (ta.get("n") == tb.get("n") and ta.get("fingerprint") is not None
             and ta.get("fingerprint") == tb.get("fingerprint"))
     rungs: dict[str, dict[str, Any]] = {}
@@ -98,7 +103,7 @@ def compare_runs(a_dir: str | Path, b_dir: str | Path) -> dict[str, Any]:
                            "change": "improved" if better else "regressed" if worse else "same"}
             (improved if better else regressed if worse else []).append(f"{rung}:{metric}")
         rungs[rung] = row
-    return {"a": str(a.root), "b": str(b.root), "same_test_set": same, "test_sets": {"a": ta, "b": tb},
+    return {"same_test_set": same, "test_sets": {"a": ta, "b": tb},
             "rungs": rungs, "only_in_a": [r for r in la["rungs"] if r not in lb["rungs"]],
             "only_in_b": [r for r in lb["rungs"] if r not in la["rungs"]], "improved": improved,
             "regressed": regressed,

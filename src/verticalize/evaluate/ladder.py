@@ -33,8 +33,12 @@ KNOWN_RUNGS = gates_mod.COST_ORDER
 QA_METRICS = [m.name for m in METRICS.values() if m.kind == "qa"]
 
 
-def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict[str, Any]:
-    """Answer the test set with every configured rung, score, gate, recommend; returns the ladder dict."""
+def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
+    """Answer the test set with every configured rung, score, gate, recommend; returns the ladder dict.
+
+    With ``out_dir``, a side ladder (e.g. on the feedback questions an iteration held out of training): its
+    ladder.json and predictions go there and the run's own eval stage is left untouched (no manifest, no
+    forgetting probe — the run's own ladder has it)."""
     unknown = [r for r in cfg.eval.rungs if not is_rung(r)]
     if unknown:
         raise ConfigError(f"eval.rungs: unknown rung(s) {', '.join(unknown)}; rungs are {', '.join(KNOWN_RUNGS)}")
@@ -48,14 +52,16 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
         wanted.append(FULL.name)  # a full fine-tune was trained: the default ladder measures it too
     kb, kb_note = _open_kb(run) if any(Rung.parse(r).uses_knowledge_base for r in wanted) else (None, None)
     rungs, skipped = _available_rungs(wanted, adapter, full, kb, kb_note)
-    judge = _judge_client(cfg, run) if cfg.eval.judge and rungs else None  # config errors before any generation
+    eval_dir = out_dir if out_dir is not None else run.ensure("eval")
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    judge = (TeacherClient.from_config(cfg.data.teacher, cache_dir=eval_dir / "judge_cache")
+             if cfg.eval.judge and rungs else None)  # config errors before any generation
     retrieval = _retrieve_all(kb, ts.examples, cfg.kb.top_k) if kb is not None else None
     few_shot = few_shot_examples(run.dataset_split("train"), cfg.eval.few_shot, task, cfg.project.seed)
 
     models = LadderEngines(cfg, adapter if any(Rung.parse(r).uses_adapter for r in rungs) else None,
                           full if any(Rung.parse(r).uses_full_model for r in rungs) else None,
                           run.engine_cache) if rungs else None
-    eval_dir = run.ensure("eval")
     results: dict[str, dict[str, Any]] = {}
     all_rows: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -63,7 +69,7 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
             r = Rung.parse(rung)
             trained = adapter if r.uses_adapter else full if r.uses_full_model else None
             all_rows[rung], results[rung] = _answer_rung(cfg, models, rung, ts, few_shot, retrieval, labels, trained)
-        if models is not None and cfg.eval.general_probe:
+        if models is not None and cfg.eval.general_probe and out_dir is None:
             _forgetting_probe(cfg, models, results, run.general_probe)
     finally:
         if models is not None:
@@ -71,7 +77,7 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
     if judge is not None:
         _run_judge(judge, rungs, results, all_rows)
     for rung, rows in all_rows.items():
-        write_jsonl(run.predictions(rung), rows)
+        write_jsonl(eval_dir / run.predictions(rung).name, rows)
 
     gate_results = gates_mod.check_gates(results, cfg.requirements.gates)
     ladder = {
@@ -92,7 +98,9 @@ def evaluate_run(cfg: Config, run: RunDir, test_set: Path | None = None) -> dict
                      "base_form": models.base_form.as_dict() if models and models.base_form else None,
                      "engine": models.choice if models else None},
     }
-    write_json(run.ladder, _finite(ladder))
+    write_json(eval_dir / run.ladder.name, _finite(ladder))
+    if out_dir is not None:
+        return ladder
     write_manifest(eval_dir, "eval", inputs=_inputs(run, ts, adapter),
                    config={"eval": cfg.eval.model_dump(mode="json"), "kb.top_k": cfg.kb.top_k,
                            "requirements": cfg.requirements.model_dump(mode="json"),
@@ -311,10 +319,6 @@ def _training_cost(adapter: TrainedAdapter | None) -> dict[str, Any]:
     if total:
         out["trainable_share"] = trainable / float(total)
     return out
-
-
-def _judge_client(cfg: Config, run: RunDir) -> Any:
-    return TeacherClient.from_config(cfg.data.teacher, cache_dir=run.stage("eval") / "judge_cache")
 
 
 def _run_judge(client: Any, rungs: list[str], results: dict[str, dict[str, Any]],

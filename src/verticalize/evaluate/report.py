@@ -189,15 +189,27 @@ def _version_section(run: RunDir) -> str:
     if not cmp["same_test_set"]:
         html.append('<p class="note warning">The two versions were tested on different test sets: the changes '
                     "below compare different questions.</p>")
+    html.append("<h3>On the test set</h3>" + _comparison_table(cmp))
+    held = read_json(run.feedback_eval / "comparison.json")
+    if isinstance(held, dict):
+        html.append(f"<h3>On the {_num(held.get('questions'))} feedback questions held out of training</h3>"
+                    "<p>Approved corrections that were not trained on (eval.feedback_holdout): does the new version "
+                    "answer the users' new questions better, beyond the ones it was corrected on?</p>"
+                    + _comparison_table(held))
+    else:
+        html.append('<p class="note">No feedback questions were held out of training (eval.feedback_holdout = 0): '
+                    "the comparison is on the test set only.</p>")
+    return "".join(html)
+
+
+def _comparison_table(cmp: dict[str, Any]) -> str:
     rows = [[rung, metric, v["a"], v["b"], v["delta"], v["change"]]
             for rung, metrics in cmp["rungs"].items() for metric, v in metrics.items()]
-    html.append(_table(["rung", "metric", "previous", "this version", "Δ", "improved / regressed"], rows,
-                       numeric_from=2))
     rec = cmp["recommendation"]
-    html.append(f"<p>Improved: {len(cmp['improved'])}; regressed: {len(cmp['regressed'])}"
-                + (f" ({escape(', '.join(cmp['regressed']))})" if cmp["regressed"] else "")
-                + f". Recommended rung: {escape(str(rec['a']))} → <b>{escape(str(rec['b']))}</b>.</p>")
-    return "".join(html)
+    return (_table(["rung", "metric", "previous", "this version", "Δ", "improved / regressed"], rows, numeric_from=2)
+            + f"<p>Improved: {len(cmp['improved'])}; regressed: {len(cmp['regressed'])}"
+            + (f" ({escape(', '.join(cmp['regressed']))})" if cmp["regressed"] else "")
+            + f". Recommended rung: {escape(str(rec['a']))} → <b>{escape(str(rec['b']))}</b>.</p>")
 
 
 def _ladder_section(ladder: dict[str, Any] | None) -> str:
