@@ -190,6 +190,18 @@ def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
             "model": model, "messages": messages, "question": question, "response": response}
 
 
+def _latest_approved(store: FeedbackStore, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The latest APPROVED feedback row of each response (a later review wins); pending and rejected rows are only
+    counted, into ``counts``."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in store.rows():
+        if row["status"] != APPROVED:
+            counts[row["status"]] = counts.get(row["status"], 0) + 1
+            continue
+        latest[row["response_id"]] = row
+    return latest
+
+
 def seed_examples(store: FeedbackStore, *, min_rating: int = 1) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The seed examples APPROVED feedback makes, and the counts of what was used and left out.
 
@@ -197,13 +209,8 @@ def seed_examples(store: FeedbackStore, *, min_rating: int = 1) -> tuple[list[di
     wins; its correction is the answer, or, without a correction, the served answer when it was rated at least
     ``min_rating`` (an approved low rating without a correction says what is wrong, not what is right).
     """
-    latest: dict[str, dict[str, Any]] = {}
     counts = {"corrected": 0, "as_answered": 0, "low_rated_without_correction": 0, PENDING: 0, REJECTED: 0}
-    for row in store.rows():
-        if row["status"] != APPROVED:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            continue
-        latest[row["response_id"]] = row
+    latest = _latest_approved(store, counts)
     examples = []
     for row in latest.values():
         if row["correction"]:
@@ -247,14 +254,9 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
     of them empty) is dropped, and a question of ``exclude_questions`` (the test set's) is left out so it cannot leak into training.
     Text was redacted when it was stored (the same rules as the documents).
     """
-    latest: dict[str, dict[str, Any]] = {}
     counts = {"corrected": 0, "against_sibling": 0, "duplicates": 0, "same_text": 0, "empty": 0,
               "test_questions": 0, PENDING: 0, REJECTED: 0}
-    for row in store.rows():
-        if row["status"] != APPROVED:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            continue
-        latest[row["response_id"]] = row
+    latest = _latest_approved(store, counts)
     excluded = {_question_key(q) for q in exclude_questions}
     by_question: dict[str, list[dict[str, Any]]] = {}
     for row in latest.values():
@@ -309,14 +311,9 @@ def rated_answers(store: FeedbackStore, *, min_rating: int = 1, exclude_question
     deduplicated (same question, answer and label); an answer rated both desirable and undesirable for one question
     is left out (the reviewers disagree); a question of ``exclude_questions`` (the test set's) is left out.
     """
-    latest: dict[str, dict[str, Any]] = {}
     counts = {"desirable": 0, "undesirable": 0, "corrections": 0, "duplicates": 0, "conflicting": 0, "empty": 0,
               "test_questions": 0, PENDING: 0, REJECTED: 0}
-    for row in store.rows():
-        if row["status"] != APPROVED:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-            continue
-        latest[row["response_id"]] = row
+    latest = _latest_approved(store, counts)
     excluded = {_question_key(q) for q in exclude_questions}
     found: dict[tuple[str, str], dict[str, Any]] = {}
     labels: dict[tuple[str, str], set[bool]] = {}
