@@ -222,22 +222,26 @@ def approved_feedback(runs: list[RunDir], *, min_rating: int = 1) -> tuple[list[
     return list(merged.values()), counts
 
 
-def approved_preferences(runs: list[RunDir], exclude_questions: list[str]) -> tuple[list[dict[str, Any]], int]:
+def approved_preferences(runs: list[RunDir], exclude_questions: list[str],
+                         threshold: float) -> tuple[list[dict[str, Any]], int]:
     """The preference pairs of the approved feedback in every store of ``runs`` (one pair per id, the newest
-    store's winning), test-set questions left out; and how many pairs there are."""
-    return _merged_over_stores(runs, preference_pairs, exclude_questions)
+    store's winning), questions duplicating a test question (``threshold``: data.decontaminate_threshold) left
+    out; and how many pairs there are."""
+    return _merged_over_stores(runs, preference_pairs, exclude_questions, threshold)
 
 
-def approved_ratings(runs: list[RunDir], exclude_questions: list[str]) -> tuple[list[dict[str, Any]], int]:
+def approved_ratings(runs: list[RunDir], exclude_questions: list[str],
+                     threshold: float) -> tuple[list[dict[str, Any]], int]:
     """The unpaired ratings (for a kto stage) of the approved feedback in every store of ``runs``, as above."""
-    return _merged_over_stores(runs, rated_answers, exclude_questions)
+    return _merged_over_stores(runs, rated_answers, exclude_questions, threshold)
 
 
-def _merged_over_stores(runs: list[RunDir], read: Any, exclude_questions: list[str]) -> tuple[list[dict[str, Any]],
-                                                                                              int]:
+def _merged_over_stores(runs: list[RunDir], read: Any, exclude_questions: list[str],
+                        threshold: float) -> tuple[list[dict[str, Any]], int]:
     merged: dict[str, dict[str, Any]] = {}
     for db in reversed([r.feedback_db for r in runs if r.feedback_db.is_file()]):
-        rows, _ = read(FeedbackStore(db), exclude_questions=exclude_questions, run=str(db.parent.parent.resolve()))
+        rows, _ = read(FeedbackStore(db), exclude_questions=exclude_questions, run=str(db.parent.parent.resolve()),
+                       decontaminate_threshold=threshold)
         merged.update({r["id"]: r for r in rows})
     return list(merged.values()), len(merged)
 
@@ -304,9 +308,10 @@ def prepare_iteration(cfg: Config) -> tuple[Config, Iteration]:
     # The same feedback as preference pairs (a `task: dpo, data: preferences` stage of this version) and as
     # unpaired ratings (`task: kto, data: ratings`); the held-out questions stay out of these too.
     tested = _test_questions(cfg, source) + [ex["meta"]["question"] for ex in held_out]
-    preferences, counts["preference_pairs"] = approved_preferences(lineage(source), tested)
+    threshold = cfg.data.decontaminate_threshold
+    preferences, counts["preference_pairs"] = approved_preferences(lineage(source), tested, threshold)
     write_jsonl(target.feedback_preferences, preferences)
-    ratings, counts["rated_answers"] = approved_ratings(lineage(source), tested)
+    ratings, counts["rated_answers"] = approved_ratings(lineage(source), tested, threshold)
     write_jsonl(target.feedback_ratings, ratings)
     version = run_family(target.root)[2]
     write_json(target.manifest("iteration"), {

@@ -320,3 +320,21 @@ def test_feedback_export_ratings_cli(tmp_path):
     assert [(r["completion"], r["label"]) for r in rows] == [("90%", False)]
     both = CliRunner().invoke(app, ["feedback", "export", str(run.root), "--ratings", "--preferences"])
     assert both.exit_code != 0 and "give one" in both.output
+
+
+def test_feedback_pairs_and_ratings_leave_out_near_duplicates_of_test_questions(tmp_path):
+    """The data stage's decontamination rule (exact, or near with the same numbers), not only the same text."""
+    from verticalize.serve.feedback import preference_pairs, rated_answers
+
+    store = FeedbackStore(tmp_path / "fb.sqlite")
+    for rid, q in (("near", "So what is the annual fee of the Harbor Gold credit card in 2025?"),
+                   ("other_year", "What is the annual fee of the Harbor Gold credit card in 2026?")):
+        store.record_response(rid, "task", [{"role": "user", "content": q}], "90%", [], False)
+        store.review(store.add_feedback(rid, -1, "CNY 200", None), "approve", "alice")
+    test = ["What is the annual fee of the Harbor Gold credit card in 2025?"]
+    pairs, counts = preference_pairs(store, exclude_questions=test)
+    assert [p["meta"]["question"] for p in pairs] == ["What is the annual fee of the Harbor Gold credit card in 2026?"]
+    assert counts["test_questions"] == 1
+    rows, counts = rated_answers(store, exclude_questions=test)
+    assert {r["meta"]["question"] for r in rows} == {"What is the annual fee of the Harbor Gold credit card in 2026?"}
+    assert counts["test_questions"] == 2  # the correction and the served answer of the near duplicate

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from datasketch import MinHash
 
@@ -91,17 +91,31 @@ def dedup_examples(examples: list[dict[str, Any]], near_threshold: float = 0.85,
     return kept, dropped
 
 
+class TestQuestions:
+    """The test questions, to tell whether another question duplicates one — exactly, or nearly with the same
+    numbers: the rule `decontaminate` applies to the splits, also used for what reaches training without the data
+    stage (the preference pairs and ratings of feedback)."""
+
+    def __init__(self, questions: Iterable[tuple[str, str]], threshold: float):
+        self._exact: dict[str, str] = {}
+        self._index = _NumberedIndex(threshold)
+        for test_id, question in questions:
+            self._exact.setdefault(exact_key(question), test_id)
+            self._index.insert(test_id, self._index.signature(question))
+
+    def match(self, question: str) -> str | None:
+        """The id of the test question ``question`` duplicates, or None."""
+        return self._exact.get(exact_key(question)) or next(iter(self._index.matching(
+            self._index.signature(question))), None)
+
+
 def decontaminate(splits: dict[str, list[dict[str, Any]]], threshold: float, *,
                   advance: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Remove, in place, train/validation examples whose question duplicates a test question.
 
     Returns {"removed": {"train": n, "validation": n}, "examples": [{"id", "split", "test_id"}, ...] (first 50)}.
     """
-    test = splits.get("test") or []
-    exact = {exact_key(question_of(ex)): ex["id"] for ex in test}
-    index = _NumberedIndex(threshold)
-    for ex in test:
-        index.insert(ex["id"], index.signature(question_of(ex)))
+    test = TestQuestions(((ex["id"], question_of(ex)) for ex in splits.get("test") or []), threshold)
     removed: Counter = Counter()
     samples: list[dict[str, str]] = []
     for split in ("train", "validation"):
@@ -109,8 +123,7 @@ def decontaminate(splits: dict[str, list[dict[str, Any]]], threshold: float, *,
         for ex in splits.get(split) or []:
             if advance:
                 advance(1)
-            q = question_of(ex)
-            hit = exact.get(exact_key(q)) or next(iter(index.matching(index.signature(q))), None)
+            hit = test.match(question_of(ex))
             if hit is None:
                 kept.append(ex)
                 continue

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from verticalize.artifacts import write_jsonl
+from verticalize.config import DataConfig
+from verticalize.data.dedup import TestQuestions
 
 PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
 STATUSES = (PENDING, APPROVED, REJECTED)
@@ -190,6 +192,10 @@ def _as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
             "model": model, "messages": messages, "question": question, "response": response}
 
 
+# Feedback pairs and ratings reach training without the data stage: its decontamination rule, its default threshold.
+DECONTAMINATE_THRESHOLD = DataConfig.model_fields["decontaminate_threshold"].default
+
+
 def _latest_approved(store: FeedbackStore, counts: dict[str, int]) -> dict[str, dict[str, Any]]:
     """The latest APPROVED feedback row of each response (a later review wins); pending and rejected rows are only
     counted, into ``counts``."""
@@ -243,7 +249,8 @@ def export_seed_examples(store: FeedbackStore, out_path: Path, *, min_rating: in
 
 
 def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_questions: Iterable[str] = (),
-                     run: str | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                     run: str | None = None, decontaminate_threshold: float = DECONTAMINATE_THRESHOLD
+                     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Preference pairs (prompt, chosen, rejected) from the APPROVED feedback, with provenance, and the counts.
 
     - an answer rated below ``min_rating`` with a correction: chosen = the correction, rejected = the served answer;
@@ -251,13 +258,14 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
       to the same question) was corrected: chosen = the good answer, rejected = the sibling's served answer.
     Pending and rejected feedback is never used; the latest approved feedback of a response wins. Pairs are
     deduplicated (same question, chosen and rejected), a pair whose chosen and rejected are the same text (or one
-    of them empty) is dropped, and a question of ``exclude_questions`` (the test set's) is left out so it cannot leak into training.
+    of them empty) is dropped, and a question that duplicates one of ``exclude_questions`` (the test set's) exactly or
+    nearly is left out so it cannot leak into training (the data stage's decontamination rule).
     Text was redacted when it was stored (the same rules as the documents).
     """
     counts = {"corrected": 0, "against_sibling": 0, "duplicates": 0, "same_text": 0, "empty": 0,
               "test_questions": 0, PENDING: 0, REJECTED: 0}
     latest = _latest_approved(store, counts)
-    excluded = {_question_key(q) for q in exclude_questions}
+    tested = TestQuestions(enumerate(exclude_questions), decontaminate_threshold)
     by_question: dict[str, list[dict[str, Any]]] = {}
     for row in latest.values():
         if row["question"]:
@@ -272,7 +280,7 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
             counts["empty"] += 1
         elif key[1] == key[2]:
             counts["same_text"] += 1
-        elif key[0] in excluded:
+        elif tested.match(question) is not None:
             counts["test_questions"] += 1
         elif key in seen:
             counts["duplicates"] += 1
@@ -299,7 +307,8 @@ def preference_pairs(store: FeedbackStore, *, min_rating: int = 1, exclude_quest
 
 
 def rated_answers(store: FeedbackStore, *, min_rating: int = 1, exclude_questions: Iterable[str] = (),
-                  run: str | None = None) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                  run: str | None = None, decontaminate_threshold: float = DECONTAMINATE_THRESHOLD
+                  ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Unpaired ratings (prompt, completion, label) from the APPROVED feedback, with provenance — what a
     ``task: kto`` stage trains on — and the counts.
 
@@ -309,12 +318,12 @@ def rated_answers(store: FeedbackStore, *, min_rating: int = 1, exclude_question
       below — the thumbs-down without a correction that gives no DPO pair.
     Pending and rejected feedback is never used; the latest approved feedback of a response wins. Rows are
     deduplicated (same question, answer and label); an answer rated both desirable and undesirable for one question
-    is left out (the reviewers disagree); a question of ``exclude_questions`` (the test set's) is left out.
+    is left out (the reviewers disagree); a question duplicating one of ``exclude_questions`` is left out (as pairs).
     """
     counts = {"desirable": 0, "undesirable": 0, "corrections": 0, "duplicates": 0, "conflicting": 0, "empty": 0,
               "test_questions": 0, PENDING: 0, REJECTED: 0}
     latest = _latest_approved(store, counts)
-    excluded = {_question_key(q) for q in exclude_questions}
+    tested = TestQuestions(enumerate(exclude_questions), decontaminate_threshold)
     found: dict[tuple[str, str], dict[str, Any]] = {}
     labels: dict[tuple[str, str], set[bool]] = {}
     for row in latest.values():
@@ -332,7 +341,7 @@ def rated_answers(store: FeedbackStore, *, min_rating: int = 1, exclude_question
             if not (text or "").strip():
                 counts["empty"] += 1
                 continue
-            if _question_key(question) in excluded:
+            if tested.match(question) is not None:
                 counts["test_questions"] += 1
                 continue
             key = (_question_key(question), " ".join(text.split()))
