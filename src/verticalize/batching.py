@@ -23,7 +23,8 @@ from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from verticalize.engine_api import Cancellation, EngineClosedError, GenerationResult, StopOnText, TokenClock
+from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationResult, StopOnText, TokenClock,
+                                    decode_whole_chars)
 
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 
@@ -123,18 +124,6 @@ class _BatchRows:
                 row.step(token)
         self.scheduler.rows_generating = sum(not r.done for r in self.rows)
         return torch.tensor([r.done for r in self.rows], dtype=torch.bool, device=input_ids.device)
-
-
-def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
-    """Decoded text; when max_tokens cut it, up to three trailing tokens holding half a multi-byte character
-    (decoded as U+FFFD) are dropped, but real text is never thrown away."""
-    text = tokenizer.decode(ids, skip_special_tokens=True)
-    if cut and text.endswith("\ufffd"):
-        for drop in range(1, min(3, len(ids) - 1) + 1):
-            shorter = tokenizer.decode(ids[:-drop], skip_special_tokens=True)
-            if not shorter.endswith("\ufffd"):
-                return shorter
-    return text
 
 
 _STOP = object()  # close()'s sentinel in the queue: every job queued before it still runs, then the worker ends

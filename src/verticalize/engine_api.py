@@ -10,6 +10,7 @@ engine -> batching -> engine_api.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -146,3 +147,69 @@ class StopOnText:
         if self.sink and len(self.text) > self.emitted:
             self.sink(self.text[self.emitted:])
             self.emitted = len(self.text)
+
+
+def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
+    """Decoded text; when max_tokens cut it, up to three trailing tokens holding half a multi-byte character
+    (decoded as U+FFFD) are dropped, but real text is never thrown away."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    if cut and text.endswith("\ufffd"):
+        for drop in range(1, min(3, len(ids) - 1) + 1):
+            shorter = tokenizer.decode(ids[:-drop], skip_special_tokens=True)
+            if not shorter.endswith("\ufffd"):
+                return shorter
+    return text
+
+
+@dataclass
+class WorkerRequest:
+    """One request inside an engine whose worker thread owns the model (the OpenVINO and ONNX Runtime engines):
+    the worker puts each batch of new token ids on ``tokens`` and None when it is done with the request, and sets
+    ``finish`` ("stop" when the model ended it) or ``error``; the caller's thread turns the tokens into text
+    (`receive_tokens`) and sets ``stop_asked`` to end the request early."""
+
+    ids: list[int]
+    config: Any = None
+    tokens: "queue.Queue[list[int] | None]" = field(default_factory=queue.Queue)
+    handle: Any = None
+    stop_asked: bool = False
+    stop_sent: bool = False
+    finish: str = "length"
+    error: BaseException | None = None
+
+
+def receive_tokens(live: WorkerRequest, tokenizer: Any, eos: set[int], req: GenerationRequest,
+                   on_text: Callable[[str], None] | None, cancel: Cancellation | None, stop: Callable[[], None],
+                   clock: TokenClock, engine: str) -> GenerationResult:
+    """Streams ``live``'s tokens as text to ``on_text`` until its worker is done with it; asks the worker to
+    ``stop`` at end of sequence or a stop string (``cancel`` calls ``stop`` itself), and returns the result."""
+    cutter = StopOnText(req.stop or [], on_text)
+    out_ids: list[int] = []
+    shown = 0
+    saw_eos = False
+    while (tokens := live.tokens.get()) is not None:
+        if cutter.stopped or saw_eos:
+            continue  # asked to stop; drain until the worker confirms
+        for token in tokens:
+            if token in eos:
+                saw_eos = True
+                break
+            out_ids.append(token)
+            clock.tick()
+        text = tokenizer.decode(out_ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd"):  # a character split across tokens waits for its last byte
+            cutter.feed(text[shown:])
+            shown = len(text)
+        if cutter.stopped:
+            stop()
+    if live.error is not None:
+        raise RuntimeError(f"the {engine} engine failed on this request: {live.error}") from live.error
+    # An engine may end at an end-of-turn token without handing it over: its finish reason says so.
+    ended_by_eos = saw_eos or (live.finish == "stop" and not live.stop_asked)
+    text = decode_whole_chars(tokenizer, out_ids, cut=not ended_by_eos)
+    cutter.feed(text[shown:])
+    cutter.finish()
+    cancelled = cancel is not None and cancel.cancelled and not (ended_by_eos or cutter.stopped)
+    finish = "cancelled" if cancelled else "stop" if ended_by_eos or cutter.stopped else "length"
+    n_new = len(out_ids) + (1 if ended_by_eos else 0)  # the end-of-turn token counts, as in the other engines
+    return GenerationResult(cutter.text, len(live.ids), n_new, finish, clock.first, clock.gaps)

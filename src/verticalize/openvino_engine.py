@@ -21,22 +21,18 @@ blocks are freed at once).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import queue
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from verticalize.artifacts import TrainedAdapter
-from verticalize.batching import decode_whole_chars
 from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
-                                    StopOnText, TokenClock, prompt_token_ids)
+                                    TokenClock, WorkerRequest, prompt_token_ids, receive_tokens)
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
-from verticalize.models.gguf_writer import SUPPORTED_ARCHS, merged_model, source_gguf_of, write_gguf
+from verticalize.models.gguf_writer import merged_model, source_gguf_of, write_gguf
+from verticalize.models.merged_cache import merged_path, remove_stale, why_not_mergeable
 
 WEIGHT_TYPES = ("q8_0", "f16")  # what OpenVINO GenAI's GGUF reader accepts among the types gguf_writer writes
 _CACHE_VERSION = 1  # bump when what is written changes (the cache key holds it)
@@ -58,85 +54,32 @@ def why_not_openvino(model_cfg: Any, adapters: Iterable[TrainedAdapter]) -> str 
 
     if torch.cuda.is_available():
         return "a CUDA GPU is available (Transformers on it is faster than a CPU engine)"
-    arch = _base_architecture(model_cfg)
-    if arch not in SUPPORTED_ARCHS:
-        return f"the base is '{arch}' and GGUF writing supports {', '.join(sorted(SUPPORTED_ARCHS))}"
-    for adapter in adapters:
-        config = _adapter_config(adapter.path)
-        peft_type = str(config.get("peft_type", "")).upper()
-        if peft_type != "LORA":
-            return f"adapter {adapter.name} is {peft_type or adapter.method}: only LoRA-family adapters are merged"
-    return None
-
-
-def _base_architecture(model_cfg: Any) -> str:
-    try:
-        config = json.loads((resolve_base(model_cfg) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    return str(config.get("model_type", "unknown"))
-
-
-def _adapter_config(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return why_not_mergeable(model_cfg, adapters)
 
 
 # ------------------------------------------------------------------------------------------- GGUF cache
-def _files_key(paths: Iterable[Path]) -> list[list[Any]]:
-    out = []
-    for p in paths:
-        for f in sorted(Path(p).glob("*")) if Path(p).is_dir() else [Path(p)]:
-            if f.is_file() and f.suffix in (".json", ".safetensors", ".gguf"):
-                st = f.stat()
-                out.append([f.name, st.st_size, int(st.st_mtime)])
-    return out
-
-
 def served_gguf(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path, weights: str = "q8_0",
                 log: Callable[[str], None] | None = None) -> Path:
     """The GGUF that serves ``adapter`` (None: the bare base): written on first use under ``cache_dir``, named by
     a hash of what it is made from (base and adapter files, the lineage, the weight type), reused after."""
     if weights not in WEIGHT_TYPES:
         raise OpenVINOUnavailable(f"serve.openvino_weights={weights!r}: OpenVINO reads {', '.join(WEIGHT_TYPES)}")
-    base_dir = resolve_base(model_cfg)
-    lineage = [a.path for a in adapter.lineage] if adapter is not None else []
-    key = json.dumps({"v": _CACHE_VERSION, "weights": weights, "base": str(base_dir.resolve()),
-                      "base_files": _files_key([base_dir]), "lineage": [str(p) for p in lineage],
-                      "adapter_files": _files_key(lineage)}, sort_keys=True)
-    name = adapter.name if adapter is not None else "base"
-    path = Path(cache_dir) / f"{name}-{weights}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.gguf"
+    path = merged_path(model_cfg, adapter, cache_dir, weights, _CACHE_VERSION, ".gguf")
     if path.is_file():
         return path
+    name = adapter.name if adapter is not None else "base"
     if log:
         log(f"writing {path.name} ({'base' if adapter is None else 'base + ' + name + ' merged'}, {weights})")
     model, _ = merged_model(model_cfg, adapter.path if adapter is not None else None)
     partial = path.with_suffix(".partial")
+    base_dir = resolve_base(model_cfg)
     write_gguf(model, base_dir, partial, weights, source_gguf=source_gguf_of(base_dir), name=name)
     os.replace(partial, path)  # a crash mid-write never leaves a file that looks complete
-    for stale in Path(cache_dir).glob(f"{name}-{weights}-*.gguf"):
-        if stale != path:  # an earlier version of this model (a retrained adapter); a server that loaded it
-            stale.unlink(missing_ok=True)  # keeps its copy in memory
+    remove_stale(path)
     return path
 
 
 # ------------------------------------------------------------------------------------------- the engine
-@dataclass
-class _Live:
-    """One request in a pipeline: its new tokens arrive on ``tokens`` (None: it ended)."""
-
-    ids: list[int]
-    config: Any
-    tokens: "queue.Queue[list[int] | None]" = field(default_factory=queue.Queue)
-    handle: Any = None
-    stop_asked: bool = False
-    stop_sent: bool = False
-    finish: str = "length"
-    error: BaseException | None = None  # what the pipeline raised for this request (the caller re-raises it)
-
-
 class _Pipeline:
     """One served model: a ContinuousBatchingPipeline and the worker thread that owns it."""
 
@@ -145,22 +88,22 @@ class _Pipeline:
 
         self._og = og
         self.pipe = og.ContinuousBatchingPipeline(str(path), scheduler, "CPU", properties)
-        self._pending: list[_Live] = []
-        self._active: dict[int, _Live] = {}
+        self._pending: list[WorkerRequest] = []
+        self._active: dict[int, WorkerRequest] = {}
         self._wake = threading.Condition()
         self._next_id = 0
         self.closed = False
         self._thread = threading.Thread(target=self._loop, name=f"openvino-{path.stem}", daemon=True)
         self._thread.start()
 
-    def submit(self, live: _Live) -> None:
+    def submit(self, live: WorkerRequest) -> None:
         with self._wake:
             if self.closed:
                 raise EngineClosedError("this engine is closed; send the request to the engine that replaced it")
             self._pending.append(live)
             self._wake.notify()
 
-    def stop(self, live: _Live) -> None:
+    def stop(self, live: WorkerRequest) -> None:
         """End ``live`` at the next step (its caller gave up, or its text reached a stop string)."""
         with self._wake:
             live.stop_asked = True
@@ -207,7 +150,7 @@ class _Pipeline:
                 self._active.clear()
 
     @staticmethod
-    def _fail(lives: list[_Live], error: BaseException) -> None:
+    def _fail(lives: list[WorkerRequest], error: BaseException) -> None:
         for live in lives:
             live.error = error
             live.tokens.put(None)
@@ -339,38 +282,10 @@ class OpenVINOEngine:
         if req.model not in self._pipelines:
             raise KeyError(f"model '{req.model}' is not served by this OpenVINO engine")
         pipeline = self._pipelines[req.model]
-        live = _Live(self._prompt_ids(req), self._config(req))
+        live = WorkerRequest(self._prompt_ids(req), self._config(req))
         clock = TokenClock()
         pipeline.submit(live)
         if cancel is not None:
             cancel.on_cancel(lambda: pipeline.stop(live))
-        cutter = StopOnText(req.stop or [], on_text)
-        out_ids: list[int] = []
-        shown = 0
-        saw_eos = False
-        while (tokens := live.tokens.get()) is not None:
-            if cutter.stopped or saw_eos:
-                continue  # asked to stop; drain until the pipeline confirms
-            for token in tokens:
-                if token in self._eos:
-                    saw_eos = True
-                    break
-                out_ids.append(token)
-                clock.tick()
-            text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # a character split across tokens waits for its last byte
-                cutter.feed(text[shown:])
-                shown = len(text)
-            if cutter.stopped:
-                pipeline.stop(live)
-        if live.error is not None:
-            raise RuntimeError(f"the OpenVINO engine failed on this request: {live.error}") from live.error
-        # The pipeline may end at an end-of-turn token without handing it over: its finish reason says so.
-        ended_by_eos = saw_eos or (live.finish == "stop" and not live.stop_asked)
-        text = decode_whole_chars(self.tokenizer, out_ids, cut=not ended_by_eos)
-        cutter.feed(text[shown:])
-        cutter.finish()
-        cancelled = cancel is not None and cancel.cancelled and not (ended_by_eos or cutter.stopped)
-        finish = "cancelled" if cancelled else "stop" if ended_by_eos or cutter.stopped else "length"
-        n_new = len(out_ids) + (1 if ended_by_eos else 0)  # the end-of-turn token counts, as in the other engines
-        return GenerationResult(cutter.text, len(live.ids), n_new, finish, clock.first, clock.gaps)
+        return receive_tokens(live, self.tokenizer, self._eos, req, on_text, cancel, lambda: pipeline.stop(live),
+                              clock, "OpenVINO")
