@@ -100,7 +100,7 @@ def prepare(work: Path) -> dict:
         run.adapter_meta("task").write_text(json.dumps({"name": "task", "method": "lora"}))
     run.config_file.write_text(cfg.to_yaml(), encoding="utf-8")
     started = time.perf_counter()
-    served = served_gguf(cfg.model, read_adapters(run)[0], run.engine_cache, cfg.serve.openvino_weights)
+    served = served_gguf(cfg.model, read_adapters(run)[0], run.engine_cache / "openvino", cfg.serve.openvino_weights)
     return {"base_dir": str(base_dir), "adapter": str(adapter), "gguf_served": str(served),
             "gguf_served_mb": round(served.stat().st_size / 2**20, 1),
             "gguf_write_s": round(time.perf_counter() - started, 1), "gguf_q4_1": str(embedded_gguf_path()),

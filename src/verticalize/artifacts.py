@@ -104,8 +104,8 @@ class RunDir:
         return self.stage("export") / to
 
     @property
-    def engine_cache(self) -> Path:  # eval, serve → eval, serve: the OpenVINO engine's merged GGUFs (rebuildable)
-        return self.root / "engine-cache" / "openvino"
+    def engine_cache(self) -> Path:  # eval, serve → eval, serve: the CPU engines' merged models (rebuildable),
+        return self.root / "engine-cache"  # one folder per engine (openvino/: GGUFs, onnxruntime/: ONNX models)
 
     @property
     def feedback_db(self) -> Path:  # serve → serve (feedback export)

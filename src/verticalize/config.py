@@ -310,11 +310,15 @@ class EvalConfig(Section):
 class ServeConfig(Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Port.")
-    engine: Literal["auto", "openvino", "embedded", "llamacpp", "vllm"] = Field(
-        "auto", description="Inference engine of the gateway and the ladder. auto: openvino where it can serve the "
-                            "run (a Llama-architecture base, LoRA-family adapters, openvino-genai installed), else "
-                            "embedded (Transformers + PEFT in-process); the choice and its reason are logged and "
-                            "recorded in the ladder. llamacpp and vllm serve exported models; the ladder then uses "
+    engine: Literal["auto", "openvino", "onnxruntime", "embedded", "llamacpp", "vllm"] = Field(
+        "auto", description="Inference engine of the gateway and the ladder. auto, on a CPU where both can serve "
+                            "the run (a Llama-architecture base, LoRA-family adapters): a request that arrives "
+                            "while nothing else is generating goes to onnxruntime (the fastest single stream), "
+                            "the others to openvino (continuous batching); openvino alone where onnxruntime "
+                            "cannot; else embedded (Transformers + PEFT in-process). The choice and its reason "
+                            "are logged and recorded in the ladder (and which engine answered each row). "
+                            "openvino / onnxruntime: that engine alone (onnxruntime answers one request at a "
+                            "time per model). llamacpp and vllm serve exported models; the ladder then uses "
                             "auto's choice.")
     api_key_env: str = Field("VERTICALIZE_API_KEY", description="Env var with the accepted API key(s), "
                                                                 "comma-separated; unset = no auth, and then "
@@ -363,6 +367,11 @@ class ServeConfig(Section):
     openvino_precision: Literal["", "f32", "bf16", "f16"] = Field(
         "", description="openvino engine: inference precision ('' = the CPU plugin's choice, bf16 where the CPU "
                         "has it; f32 answers as Transformers in float32 do).")
+    onnxruntime_precision: Literal["int8", "fp32"] = Field(
+        "int8", description="onnxruntime engine: weights of the ONNX model converted per served model (int8: block "
+                            "32 with int8 activations, the speed; fp32 answers as Transformers in float32 do).")
+    onnxruntime_threads: int = Field(0, ge=0, description="onnxruntime engine: CPU threads per model (0: one per "
+                                                          "core).")
     llamacpp_threads: int = Field(0, ge=0, description="llamacpp engine: CPU threads (0: one per core).")
     llamacpp_n_ctx: int = Field(4096, ge=64, description="llamacpp engine: context window in tokens.")
     vllm_base_url: str = Field("http://127.0.0.1:8000/v1", description="vllm engine: the OpenAI-compatible URL of "

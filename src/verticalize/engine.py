@@ -10,6 +10,7 @@ by batching.py and the served engines too) and are re-exported here.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,19 +26,27 @@ _LOG = logging.getLogger("verticalize.engine")
 BASE_MODEL_ALIAS = "base"
 
 __all__ = ["BASE_MODEL_ALIAS", "Cancellation", "EmbeddedEngine", "Engine", "EngineClosedError", "GenerationRequest",
-           "GenerationResult", "StopOnText", "TokenClock", "choose_local_engine", "layered_stacks",
+           "GenerationResult", "SplitEngine", "StopOnText", "TokenClock", "choose_local_engine", "layered_stacks",
            "open_local_engine"]
 
 
 def choose_local_engine(cfg: Any, adapters: list[TrainedAdapter]) -> tuple[str, str]:
-    """("openvino" | "embedded", why) for serve.engine: the engine that answers in this process, for the gateway
-    and for the ladder alike (under serve.engine llamacpp/vllm the ladder takes auto's choice)."""
+    """("openvino+onnxruntime" | "openvino" | "onnxruntime" | "embedded", why) for serve.engine: the engine that
+    answers in this process, for the gateway and for the ladder alike (under serve.engine llamacpp/vllm the ladder
+    takes auto's choice)."""
+    from verticalize.onnxruntime_engine import OnnxRuntimeUnavailable, why_not_onnxruntime
     from verticalize.openvino_engine import OpenVINOUnavailable, why_not_openvino
 
     wanted = cfg.serve.engine
     if wanted == "embedded":
         return "embedded", "serve.engine=embedded"
-    reason = why_not_openvino(cfg.model, [a for s in adapters for a in s.lineage])
+    lineages = [a for s in adapters for a in s.lineage]
+    if wanted == "onnxruntime":
+        if reason := why_not_onnxruntime(cfg.model, lineages):
+            raise OnnxRuntimeUnavailable(f"serve.engine=onnxruntime cannot serve this run: {reason}; set "
+                                         "serve.engine=embedded (or auto)")
+        return "onnxruntime", "serve.engine=onnxruntime (one request at a time per model)"
+    reason = why_not_openvino(cfg.model, lineages)
     if wanted == "openvino":
         if reason:
             raise OpenVINOUnavailable(f"serve.engine=openvino cannot serve this run: {reason}; set "
@@ -45,20 +54,34 @@ def choose_local_engine(cfg: Any, adapters: list[TrainedAdapter]) -> tuple[str, 
         return "openvino", "serve.engine=openvino"
     if reason:
         return "embedded", f"auto: {reason}, so Transformers + PEFT in-process"
-    return "openvino", "auto: a Llama base with LoRA adapters, served as merged GGUFs by OpenVINO GenAI"
+    if single := why_not_onnxruntime(cfg.model, lineages):
+        return "openvino", f"auto: a Llama base with LoRA adapters, served as merged GGUFs by OpenVINO GenAI ({single})"
+    return "openvino+onnxruntime", ("auto: a Llama base with LoRA adapters, served merged: a request while nothing "
+                                    "else generates by ONNX Runtime (fastest single stream), concurrent ones by "
+                                    "OpenVINO GenAI (continuous batching)")
 
 
 def open_local_engine(cfg: Any, adapters: list[TrainedAdapter], base_name: str, cache_dir: Path, *,
                       max_batch: int, batch_window_s: float = 0.01) -> tuple[Any, dict[str, str]]:
     """(engine, {"engine", "why"}): the base as ``base_name`` and each of ``adapters`` by its name, on the engine
-    `choose_local_engine` picks. The embedded engine loads every lineage stage beside it (a layered stage is served
-    with its parents switched on); the OpenVINO engine serves each adapter as one GGUF with its parents merged."""
+    `choose_local_engine` picks (``cache_dir``: the run's engine cache). The embedded engine loads every lineage
+    stage beside it (a layered stage is served with its parents switched on); the OpenVINO and ONNX Runtime
+    engines serve each adapter as one merged model."""
     name, why = choose_local_engine(cfg, adapters)
-    if name == "openvino":
+    engines: dict[str, Any] = {}
+    if "openvino" in name:
         from verticalize.openvino_engine import OpenVINOEngine
-
-        engine: Any = OpenVINOEngine.for_adapters(cfg.model, cfg.serve, adapters, base_name, cache_dir,
-                                                  max_num_seqs=max_batch, log=_LOG.info)
+        engines["openvino"] = OpenVINOEngine.for_adapters(cfg.model, cfg.serve, adapters, base_name,
+                                                          cache_dir / "openvino", max_num_seqs=max_batch,
+                                                          log=_LOG.info)
+    if "onnxruntime" in name:
+        from verticalize.onnxruntime_engine import OnnxRuntimeEngine
+        engines["onnxruntime"] = OnnxRuntimeEngine.for_adapters(cfg.model, cfg.serve, adapters, base_name,
+                                                                cache_dir / "onnxruntime", log=_LOG.info)
+    if len(engines) == 2:
+        engine: Any = SplitEngine(single=engines["onnxruntime"], batch=engines["openvino"])
+    elif engines:
+        engine = next(iter(engines.values()))
     else:
         stages = {a.name: a for s in adapters for a in s.lineage}
         model, tokenizer, form = load_base_as_trained(cfg.model, list(stages.values()))
@@ -66,6 +89,48 @@ def open_local_engine(cfg: Any, adapters: list[TrainedAdapter], base_name: str, 
                                 max_batch=max_batch, batch_window_s=batch_window_s)
         engine.base_form = form
     return engine, {"engine": name, "why": why}
+
+
+class SplitEngine:
+    """auto's engine on a CPU: a request that arrives while nothing else is generating goes to ``single`` (ONNX
+    Runtime, the fastest single stream), the others to ``batch`` (OpenVINO, continuous batching). Both serve the
+    same merged models; the share each answered is counted (`answered_by`), and each result says which engine
+    produced it (``GenerationResult.engine``)."""
+
+    def __init__(self, single: Any, batch: Any):
+        self.single, self.batch = single, batch
+        self.base_name = batch.base_name
+        self.base_form = batch.base_form
+        self.tokenizer = batch.tokenizer
+        self._lock = threading.Lock()
+        self._running = 0
+        self.answered_by = {"onnxruntime": 0, "openvino": 0}
+
+    def model_names(self) -> list[str]:
+        return self.batch.model_names()
+
+    def count_prompt_tokens(self, req: GenerationRequest) -> int:
+        return self.batch.count_prompt_tokens(req)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.single.close(timeout)
+        self.batch.close(timeout)
+
+    def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,
+                 cancel: Cancellation | None = None) -> GenerationResult:
+        with self._lock:
+            alone = self._running == 0
+            self._running += 1
+        name, engine = ("onnxruntime", self.single) if alone else ("openvino", self.batch)
+        try:
+            result = engine.generate(req, on_text, cancel)
+        finally:
+            with self._lock:
+                self._running -= 1
+        with self._lock:
+            self.answered_by[name] += 1
+        result.engine = name
+        return result
 
 
 def layered_stacks(adapters: dict[str, Path]) -> dict[str, list[str]]:

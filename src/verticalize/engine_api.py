@@ -37,6 +37,7 @@ class GenerationResult:
     finish_reason: str               # "stop" | "length" | "cancelled" (the caller gave up: see Cancellation)
     time_to_first_token: float | None = None
     inter_token_latencies: list[float] = field(default_factory=list)
+    engine: str | None = None        # which engine answered, where one engine routes to others (SplitEngine)
 
 
 class Cancellation:
@@ -147,6 +148,24 @@ class StopOnText:
         if self.sink and len(self.text) > self.emitted:
             self.sink(self.text[self.emitted:])
             self.emitted = len(self.text)
+
+
+def eos_token_ids(tokenizer: Any, model_dir: Any = None) -> set[int]:
+    """The ids that end an answer for the engines that run their own loop (OpenVINO, ONNX Runtime): the base's
+    generation config (in ``model_dir``) and the tokenizer's eos — what the embedded engine takes from the loaded
+    model, so every engine stops at the same token."""
+    found: set[int] = set()
+    if model_dir is not None:
+        from transformers import GenerationConfig
+
+        try:
+            ids = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        except OSError:  # no generation_config.json
+            ids = None
+        found |= set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+    if tokenizer.eos_token_id is not None:
+        found.add(tokenizer.eos_token_id)
+    return found
 
 
 def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:

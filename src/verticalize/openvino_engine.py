@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable
 
 from verticalize.artifacts import TrainedAdapter
 from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
-                                    TokenClock, WorkerRequest, prompt_token_ids, receive_tokens)
+                                    TokenClock, WorkerRequest, eos_token_ids, prompt_token_ids,
+                                    receive_tokens)
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import merged_model, source_gguf_of, write_gguf
@@ -199,7 +200,7 @@ class OpenVINOEngine:
             scheduler.dynamic_split_fuse = True  # a long prompt is prefilled in chunks between decode steps
             scheduler.enable_prefix_caching = True  # the system prompt and shared passages are prefilled once
             self._pipelines[name] = _Pipeline(path, scheduler, dict(properties))
-        self._eos = self._eos_ids(model_dir)
+        self._eos = eos_token_ids(tokenizer, model_dir)
 
     @classmethod
     def for_adapters(cls, model_cfg: Any, serve_cfg: Any, adapters: list[TrainedAdapter], base_name: str,
@@ -226,22 +227,6 @@ class OpenVINOEngine:
                 f"{weights.upper()} GGUF, not from the model as trained" if qlora else "")
         engine.base_form = BaseForm("nf4" if qlora else "unquantised", f"{weights} gguf, adapters merged", note)
         return engine
-
-    def _eos_ids(self, model_dir: Path | None) -> set[int]:
-        """The ids that end an answer: the base's generation config and the tokenizer's eos, as the embedded
-        engine takes them (so both stop at the same token)."""
-        found: set[int] = set()
-        if model_dir is not None:
-            from transformers import GenerationConfig
-
-            try:
-                ids = GenerationConfig.from_pretrained(model_dir).eos_token_id
-            except OSError:  # no generation_config.json
-                ids = None
-            found |= set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
-        if self.tokenizer.eos_token_id is not None:
-            found.add(self.tokenizer.eos_token_id)
-        return found
 
     def model_names(self) -> list[str]:
         return [self.base_name, *[n for n in self._pipelines if n != self.base_name]]

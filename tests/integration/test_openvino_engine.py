@@ -34,9 +34,10 @@ def lively(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunDir]:
 
 
 def _cfg(model_dir: Path, *extra: str):
-    # f16 weights and f32 inference: OpenVINO then computes what Transformers computes in float32.
+    # f16 weights and f32 inference: OpenVINO then computes what Transformers computes in float32. OpenVINO alone
+    # (auto adds ONNX Runtime for lone requests: tests/integration/test_onnxruntime_engine.py).
     return load_config(None, [f"model.base={model_dir}", "model.dtype=float32", "serve.openvino_weights=f16",
-                              "serve.openvino_precision=f32", *extra])
+                              "serve.openvino_precision=f32", "serve.engine=openvino", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,9 @@ def _ask(engine, model: str, question: str, max_tokens: int = 8, **kw):
                                              max_tokens=max_tokens, temperature=0.0, **kw))
 
 
-def test_auto_picks_openvino_and_answers_as_transformers_does(engines) -> None:
+def test_openvino_answers_as_transformers_does(engines) -> None:
     ov, embedded, choice = engines
-    assert isinstance(ov, OpenVINOEngine) and choice["engine"] == "openvino" and choice["why"].startswith("auto:")
+    assert isinstance(ov, OpenVINOEngine) and choice == {"engine": "openvino", "why": "serve.engine=openvino"}
     assert ov.model_names() == ["base", "task"]
     answers = {}
     for model in ("base", "task"):
@@ -114,20 +115,20 @@ def test_the_gguf_is_written_once_per_adapter_version(lively) -> None:
     model_dir, run = lively
     cfg = _cfg(model_dir)
     adapter = read_adapters(run)[0]
-    first = served_gguf(cfg.model, adapter, run.engine_cache, "f16")
+    first = served_gguf(cfg.model, adapter, run.engine_cache / "openvino", "f16")
     written = first.stat().st_mtime_ns
-    again = served_gguf(cfg.model, adapter, run.engine_cache, "f16")
+    again = served_gguf(cfg.model, adapter, run.engine_cache / "openvino", "f16")
     assert again == first and again.stat().st_mtime_ns == written
     weights = adapter.path / "adapter_model.safetensors"
     os.utime(weights, (time.time() + 10, time.time() + 10))  # a retrained adapter: new files
-    newer = served_gguf(cfg.model, adapter, run.engine_cache, "f16")
+    newer = served_gguf(cfg.model, adapter, run.engine_cache / "openvino", "f16")
     assert newer != first and newer.is_file() and not first.exists()  # the stale version is gone
-    assert not list(run.engine_cache.glob("*.partial"))
+    assert not list((run.engine_cache / "openvino").glob("*.partial"))
 
 
 def test_q8_0_default_weights_load_and_answer(lively) -> None:
     model_dir, run = lively
-    cfg = load_config(None, [f"model.base={model_dir}"])
+    cfg = load_config(None, [f"model.base={model_dir}", "serve.engine=openvino"])
     engine, choice = open_local_engine(cfg, read_adapters(run), "base", run.engine_cache, max_batch=2)
     try:
         assert choice["engine"] == "openvino" and engine.base_form.loaded == "q8_0 gguf, adapters merged"
@@ -151,7 +152,7 @@ def test_a_prefix_adapter_falls_back_to_the_embedded_engine(tmp_path: Path, live
     model.save_pretrained(run.adapters_dir / "soft")
     write_json(run.adapters_dir / "soft" / "verticalize_adapter.json", {"name": "soft", "method": "prefix"})
     adapters = read_adapters(run)
-    name, why = choose_local_engine(_cfg(model_dir), adapters)
+    name, why = choose_local_engine(_cfg(model_dir, "serve.engine=auto"), adapters)
     assert name == "embedded" and "adapter soft is PREFIX_TUNING" in why
     with pytest.raises(OpenVINOUnavailable, match="cannot serve this run: adapter soft is PREFIX_TUNING"):
         choose_local_engine(_cfg(model_dir, "serve.engine=openvino"), adapters)
