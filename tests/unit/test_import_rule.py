@@ -32,7 +32,7 @@ PACKAGE = "verticalize"
 
 STAGES = ("ingest", "kb", "data", "train", "evaluate", "export", "serve")
 SUPPORT_RANK = {"models": 1, "plan": 2}
-RUNTIME = ("engine", "batching", "engine_api", "openvino_engine")
+RUNTIME = ("engine", "batching", "engine_api", "openvino_engine", "onnxruntime_engine")
 ENTRY = ("pipeline", "cli", "console", "__main__", PACKAGE)
 SUPPORT_USERS = ("train", "evaluate", "export", "serve")
 
