@@ -2,12 +2,13 @@
 
 Same model (SmolLM2 with a PEFT LoRA on all seven projections whose B is drawn small, so it changes the answers
 and they stay readable), same prompts, measured in this order:
-  * llama.cpp direct (llama-cpp-python) on the very GGUF the default engine serves: the base with the adapter
-    merged, Q8_0, written by the OpenVINO engine's cache — the baseline a user would otherwise run — and on the
-    packaged Q4_1 GGUF of the base;
-  * the default engine in-process (serve.engine=auto: OpenVINO GenAI on that GGUF) — no HTTP;
+  * llama.cpp direct (llama-cpp-python) on the GGUF the default engine's OpenVINO half serves: the base with the
+    adapter merged, Q8_0 — the baseline a user would otherwise run — and on the packaged Q4_1 GGUF of the base;
+  * the default engine in-process (serve.engine=auto: ONNX Runtime int8 for a lone request, OpenVINO GenAI on
+    that GGUF for concurrent ones, both on the same merged model) — no HTTP;
   * the gateway (`verticalize serve`, a uvicorn subprocess) with the default engine and with
-    serve.engine=embedded (Transformers + PEFT, the adapter unmerged), over HTTP with streaming.
+    serve.engine=embedded (Transformers + PEFT, the adapter unmerged), over HTTP with streaming; the short answers
+    again with ApacheBench (`ab`, a C client) where it is installed.
 Figures: single-stream decode tokens/s (first to last token of a 64-token answer); p50/p99 end-to-end latency
 at concurrency 1, 4, 8 and 16 for short classification answers (max_tokens=3; gate p99 < 500 ms at 8) and for
 64-token answers; gateway overhead = p50 of HTTP requests to an in-process gateway − p50 of direct calls to the
@@ -179,7 +180,7 @@ class Gateway:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "verticalize", "serve", str(work), "--port", str(self.port),
              "--set", f"serve.engine={engine}", "--set", f"serve.llamacpp_threads={threads}",
-             "--set", f"serve.openvino_threads={threads}",
+             "--set", f"serve.openvino_threads={threads}", "--set", f"serve.onnxruntime_threads={threads}",
              *[a for k, v in GATEWAY_SETTINGS.items() for a in ("--set", f"{k}={v}")]],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -250,6 +251,41 @@ def bench_gateway(work: Path, engine: str, quick: bool, threads: int) -> dict:
         gw.stop()
 
 
+def bench_gateway_ab(work: Path, engine: str, threads: int) -> dict | None:
+    """The short answers at each concurrency again, with ApacheBench (a C load generator, non-streaming requests)
+    instead of the Python client: on a 2-core machine the client competes with the server for the cores, and a
+    Python client with 8-16 threads costs more of them than `ab` does. None when `ab` is not installed
+    (apt-get install apache2-utils)."""
+    import re
+    import shutil
+
+    if not shutil.which("ab"):
+        return None
+    gw = Gateway(work, engine, threads)
+    out: dict = {"client": "ApacheBench (ab), one connection per request, non-streaming", "rounds": 2}
+    try:
+        gw.request(SHORT_PROMPTS[0], 2)  # warm-up
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump({"model": "task", "messages": chat(SHORT_PROMPTS[0]), "max_tokens": SHORT_TOKENS,
+                       "temperature": 0}, f)
+        for conc in CONCURRENCY:
+            rounds = []
+            for _ in range(out["rounds"]):
+                done = subprocess.run(["ab", "-q", "-n", str(max(48, 3 * conc)), "-c", str(conc), "-p", f.name,
+                                       "-T", "application/json", f"{gw.url}/v1/chat/completions"],
+                                      capture_output=True, text=True, timeout=600)
+                pcts = {int(k): int(v) for k, v in re.findall(r"^\s+(\d+)%\s+(\d+)", done.stdout, re.M)}
+                failed = int(re.search(r"Failed requests:\s+(\d+)", done.stdout).group(1))
+                non2xx = re.search(r"Non-2xx responses:\s+(\d+)", done.stdout)
+                rounds.append({"p50_ms": pcts[50], "p99_ms": pcts[99], "max_ms": pcts[100], "failed": failed,
+                               "non_2xx": int(non2xx.group(1)) if non2xx else 0})
+            out[f"short_c{conc}"] = {"rounds": rounds, "p99_ms_median": statistics.median(r["p99_ms"] for r in rounds)}
+        os.unlink(f.name)
+        return out
+    finally:
+        gw.stop()
+
+
 # --------------------------------------------------------------------------------------------- gateway overhead
 def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int, gguf: str) -> dict:
     """The gateway against the same engine object in-process and against raw llama.cpp, request by request.
@@ -271,7 +307,8 @@ def bench_overhead(work: Path, engine_name: str, threads: int, pairs: int, gguf:
     torch.set_num_threads(threads)
     cfg = load_config(RunDir(work).config_file, [f"project.run_dir={work}", f"serve.engine={engine_name}",
                                              f"serve.llamacpp_threads={threads}",
-                                             f"serve.openvino_threads={threads}"])
+                                             f"serve.openvino_threads={threads}",
+                                             f"serve.onnxruntime_threads={threads}"])
     engine = build_engine(cfg, RunDir(work))
     raw = Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     app = create_app(build_gateway(cfg, RunDir(work), engine=engine))
@@ -375,6 +412,7 @@ def main() -> None:
              "llama_cpp_q4_1": lambda: bench_llama_direct(setup["gguf_q4_1"], threads),
              "in_process_default": lambda: bench_in_process(work, threads),
              "gateway_default": lambda: bench_gateway(work, "auto", args.quick, threads),
+             "gateway_default_ab": lambda: bench_gateway_ab(work, "auto", threads),
              "gateway_embedded": lambda: bench_gateway(work, "embedded", args.quick, threads),
              "overhead_default": lambda: bench_overhead(work, "auto", threads, pairs, setup["gguf_served"])}
     for name, step in steps.items():
@@ -394,6 +432,9 @@ def main() -> None:
     results["short_answer_p50_ms"] = {str(c): m["gateway_default"][f"short_c{c}"]["p50_ms"] for c in CONCURRENCY}
     results["aggregate_tok_s_long"] = {str(c): m["gateway_default"][f"long_c{c}"]["tokens_per_s_total"]
                                        for c in CONCURRENCY}
+    if m.get("gateway_default_ab"):  # the same answers measured with a C load generator
+        results["short_answer_p99_ms_ab"] = {str(c): m["gateway_default_ab"][f"short_c{c}"]["p99_ms_median"]
+                                             for c in CONCURRENCY}
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_avg_at_end"] = os.getloadavg()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

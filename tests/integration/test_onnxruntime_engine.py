@@ -162,19 +162,24 @@ def test_auto_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvin
         assert choice["why"].startswith("auto:") and engine.model_names() == ["base", "task"]
         lone = _ask(engine, "task", PROMPTS[0], 12)
         assert lone.engine == "onnxruntime"
-        gate = threading.Event()
+        gate, release = threading.Event(), threading.Event()
         holder = {}
 
-        def hold() -> None:  # one long request keeps the machine busy while the others arrive
+        def busy_caller(piece: str) -> None:  # its caller is still reading: the request counts as running
+            gate.set()
+            release.wait(60)
+
+        def hold() -> None:  # one request keeps the engine busy while the others arrive
             holder["out"] = engine.generate(GenerationRequest(
-                model="base", messages=[{"role": "user", "content": PROMPTS[1]}], max_tokens=300,
-                temperature=0.0), on_text=lambda piece: gate.set())
+                model="base", messages=[{"role": "user", "content": PROMPTS[1]}], max_tokens=64,
+                temperature=0.0), on_text=busy_caller)
 
         t = threading.Thread(target=hold)
         t.start()
         assert gate.wait(30)
         with ThreadPoolExecutor(max_workers=6) as pool:
             busy = list(pool.map(lambda q: _ask(engine, "task", q, 12), PROMPTS * 2))
+        release.set()
         t.join(60)
         assert holder["out"].engine == "onnxruntime" and {r.engine for r in busy} == {"openvino"}
         # Both engines serve the same merged models, here in float32: the same answers either way.

@@ -74,6 +74,7 @@ class Generated:
     new_tokens: int
     latency_s: float
     batch: int
+    engine: str | None = None  # which engine answered, where the engine routes (auto's split engine)
 
 
 def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[dict[str, str]]], *,
@@ -92,7 +93,8 @@ def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[
         t0 = time.perf_counter()
         out = engine.generate(GenerationRequest(model=model_name, messages=conversations[i],
                                                 max_tokens=max_new_tokens, temperature=0.0))
-        results[i] = Generated(out.text.strip(), out.completion_tokens, time.perf_counter() - t0, batch)
+        results[i] = Generated(out.text.strip(), out.completion_tokens, time.perf_counter() - t0, batch,
+                               out.engine)
 
     with ThreadPoolExecutor(max_workers=batch_size) as pool:
         for start in track(range(0, len(order), batch_size), description=f"{label} ({len(order)} answers)",

@@ -360,6 +360,8 @@ class Gateway:
             m.itl.labels(adapter=model).observe(gap)
         m.prompt_tokens.labels(adapter=model).inc(result.prompt_tokens)
         m.generation_tokens.labels(adapter=model).inc(result.completion_tokens)
+        if result.engine:
+            m.engine_answers.labels(engine=result.engine).inc()
         m.answer_chars.labels(adapter=model).observe(len(result.text))
         if self.quality.is_refusal(result.text):
             m.refusals.labels(adapter=model).inc()
