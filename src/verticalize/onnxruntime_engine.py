@@ -169,7 +169,7 @@ class _Worker:
             options.update(do_sample=True, temperature=live.config["temperature"], top_p=live.config["top_p"],
                            top_k=0)
             if live.config["seed"] is not None:
-                options["random_seed"] = live.config["seed"]
+                options["random_seed"] = live.config["seed"] % 2**31  # it takes a 32-bit int; OpenAI's seed is any int
         params.set_search_options(**options)
         generator = og.Generator(self.model, params)
         generator.append_tokens(live.ids)

@@ -112,6 +112,7 @@ def test_sampling_with_a_seed_repeats(engines) -> None:
         model="base", messages=[{"role": "user", "content": PROMPTS[0]}], max_tokens=16, temperature=1.0,
         top_p=0.9, seed=seed)).text
     assert ask(7) == ask(7)
+    assert ask(9_881_047_590) == ask(9_881_047_590)  # any integer (the engine takes 32 bits; found by fuzzing)
 
 
 def test_the_onnx_model_is_converted_once_per_adapter_version(lively) -> None:

@@ -186,12 +186,15 @@ def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(t
     want = engine.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert served.text == want
     ladder.close()
-    # The OpenVINO engine serves the stage as one GGUF with its parents merged in: the same answer.
-    ov = LadderEngines(load_config(None, common + ["serve.openvino_weights=f16", "serve.openvino_precision=f32"]),
-                       adapter, None, RunDir(run).engine_cache)
+    # auto's engines serve the stage as one merged model with its parents merged in: the same answer from the
+    # ONNX Runtime half (a lone request) and from the OpenVINO half (fp32 / f16 + f32: exact).
+    split = LadderEngines(load_config(None, common + ["serve.openvino_weights=f16", "serve.openvino_precision=f32",
+                                                      "serve.onnxruntime_precision=fp32"]),
+                          adapter, None, RunDir(run).engine_cache)
     try:
-        assert ov.choice["engine"] == "openvino"
-        assert ov.engine.generate(GenerationRequest(model="tickets", messages=conv, max_tokens=5,
-                                                    temperature=0.0)).text == want
+        assert split.choice["engine"] == "openvino+onnxruntime"
+        for half in (split.engine.single, split.engine.batch):
+            assert half.generate(GenerationRequest(model="tickets", messages=conv, max_tokens=5,
+                                                   temperature=0.0)).text == want
     finally:
-        ov.close()
+        split.close()
