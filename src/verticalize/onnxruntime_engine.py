@@ -2,7 +2,7 @@
 generator on the CPU, over ONNX models that verticalize converts itself.
 
 Why this engine: on 2 cores its int8 kernels (MatMulNBits with int8 activations, block 32) decode one stream as
-fast as llama.cpp on the same model's Q8_0 GGUF — ~1.8x the OpenVINO pipeline (bench/results/onnxruntime_genai.json)
+fast as llama.cpp on the same model's Q8_0 GGUF — ~1.8x the OpenVINO pipeline (bench/results/onnxruntime_probe.json)
 — and it installs from wheels. But on a CPU it has no continuous batching (its request engine batches
 statically, and a request waits for the running batch to end: measured), so on its own it answers one request at
 a time per model. `engine.SplitEngine` therefore sends a request here only when nothing else is running for its
