@@ -32,10 +32,8 @@ import time
 from itertools import islice
 from pathlib import Path
 
-# This file's name is the package's: take its folder off the path so that `import onnxruntime_genai` finds the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-import numpy as np  # noqa: E402
-import onnxruntime_genai as og  # noqa: E402
+import numpy as np
+import onnxruntime_genai as og
 
 RESULTS = Path(__file__).parent / "results" / "onnxruntime_probe.json"
 THREADS, NEW_TOKENS, SHORT_TOKENS, CONCURRENT = 2, 64, 3, 8
