@@ -157,7 +157,8 @@ def test_close_lets_the_running_request_finish_and_refuses_new_ones(lively) -> N
 
 def test_auto_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvino(lively) -> None:
     model_dir, run = lively
-    engine, choice = open_local_engine(_cfg(model_dir), read_adapters(run), "base", run.engine_cache, max_batch=8)
+    engine, choice = open_local_engine(_cfg(model_dir, "serve.single_stream_quiet_ms=0"), read_adapters(run), "base",
+                                       run.engine_cache, max_batch=8)
     try:
         assert isinstance(engine, SplitEngine) and choice["engine"] == "openvino+onnxruntime"
         assert choice["why"].startswith("auto:") and engine.model_names() == ["base", "task"]
@@ -186,5 +187,18 @@ def test_auto_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvin
         # Both engines serve the same merged models, here in float32: the same answers either way.
         assert [r.text for r in busy[:1]] == [lone.text]
         assert engine.answered_by == {"onnxruntime": 2, "openvino": 8}
+    finally:
+        engine.close()
+
+
+def test_requests_that_follow_each_other_closely_stay_on_openvino(lively) -> None:
+    model_dir, run = lively
+    engine, _ = open_local_engine(_cfg(model_dir, "serve.single_stream_quiet_ms=400"), read_adapters(run), "base",
+                                  run.engine_cache, max_batch=8)
+    try:
+        first, right_after = _ask(engine, "task", PROMPTS[0]), _ask(engine, "task", PROMPTS[1])
+        time.sleep(0.5)
+        after_a_pause = _ask(engine, "task", PROMPTS[2])
+        assert (first.engine, right_after.engine, after_a_pause.engine) == ("onnxruntime", "openvino", "onnxruntime")
     finally:
         engine.close()
