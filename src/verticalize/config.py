@@ -367,9 +367,10 @@ class ServeConfig(Section):
     openvino_precision: Literal["", "f32", "bf16", "f16"] = Field(
         "", description="openvino engine: inference precision ('' = the CPU plugin's choice, bf16 where the CPU "
                         "has it; f32 answers as Transformers in float32 do).")
-    single_stream_quiet_ms: float = Field(500.0, ge=0, description="auto on a CPU: a request goes to onnxruntime "
-                                          "only when nothing has been generating for this long (requests that "
-                                          "follow each other closely are load and stay on openvino's batch).")
+    single_stream_quiet_ms: float = Field(500.0, ge=0, description="auto on a CPU: once requests overlap "
+                                          "(concurrent load), the next ones stay on openvino's batch until none "
+                                          "have overlapped for this long; a lone request, or requests sent one "
+                                          "after another, go to onnxruntime.")
     onnxruntime_precision: Literal["int8", "fp32"] = Field(
         "int8", description="onnxruntime engine: weights of the ONNX model converted per served model (int8: block "
                             "32 with int8 activations, the speed; fp32 answers as Transformers in float32 do).")
