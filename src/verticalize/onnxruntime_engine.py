@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import queue
 import shutil
@@ -87,7 +88,7 @@ def served_onnx(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path,
         try:
             from onnxruntime_genai.models import builder
 
-            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), _quiet_quantizer():
                 options = builder.parse_extra_options(None, str(merged), str(partial), precision, "cpu",
                                                       str(Path(tmp) / "cache"), None)
                 builder.create_model(None, str(merged), str(partial), precision, "cpu", str(Path(tmp) / "cache"),
@@ -106,6 +107,21 @@ def served_onnx(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path,
     os.replace(partial, path)  # a crash mid-conversion never leaves a directory that looks complete
     remove_stale(path)
     return path
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Any:
+    """ONNX Runtime's int8 quantizer logs one INFO line per weight matrix (hundreds per model): warnings only."""
+    loggers = [logging.getLogger(n) for n in ("onnxruntime.quantization",
+                                               "onnxruntime.quantization.matmul_nbits_quantizer")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 # ------------------------------------------------------------------------------------------- the engine
