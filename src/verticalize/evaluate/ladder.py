@@ -268,7 +268,7 @@ def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[
                                "prediction": gen.text, "latency_ms": round(latency * 1000, 2),
                                "new_tokens": gen.new_tokens, "answerable": ex.answerable,
                                "refused": is_refusal(gen.text, style)}
-        if gen.engine:
+        if getattr(gen, "engine", None):  # which engine answered (auto's split engine)
             row["engine"] = gen.engine
         if labels:
             row["label"] = ex.label
@@ -302,8 +302,9 @@ def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], ta
     batch_seconds = sum({g.batch: g.latency_s for g in gens}.values())
     out["tokens_per_s"] = tokens_per_second(sum(g.new_tokens for g in gens), batch_seconds)
     out["mean_new_tokens"] = sum(g.new_tokens for g in gens) / len(gens) if gens else 0.0
-    if any(g.engine for g in gens):  # auto's split engine: how many answers each engine gave
-        out["answered_by"] = dict(Counter(g.engine for g in gens if g.engine))
+    engines = [getattr(g, "engine", None) for g in gens]
+    if any(engines):  # auto's split engine: how many answers each engine gave
+        out["answered_by"] = dict(Counter(e for e in engines if e))
     if retrieval is not None and Rung.parse(rung).uses_knowledge_base:
         out["recall@k"], out["mrr"] = retrieval["recall@k"], retrieval["mrr"]
     out.update(_training_cost(adapter))
