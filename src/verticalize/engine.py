@@ -143,7 +143,7 @@ class SplitEngine:
                     self._last_overlap = time.monotonic()
                 self._running -= 1
         with self._lock:
-            self.answered_by[name] += 1
+            self.answered_by[name] += 1  # answered: a failed generation raised above
         result.engine = name
         return result
 

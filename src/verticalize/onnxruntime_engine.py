@@ -80,9 +80,8 @@ def served_onnx(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path,
         model, tokenizer = merged_model(model_cfg, adapter.path if adapter is not None else None)
         model.save_pretrained(merged)
         tokenizer.save_pretrained(merged)
-        for extra in ("generation_config.json",):
-            if (base_dir / extra).is_file() and not (merged / extra).is_file():
-                shutil.copy(base_dir / extra, merged / extra)
+        if (base_dir / "generation_config.json").is_file() and not (merged / "generation_config.json").is_file():
+            shutil.copy(base_dir / "generation_config.json", merged / "generation_config.json")
         del model
         output = io.StringIO()  # the builder prints its progress: kept for the error message, not the log
         try:
@@ -140,7 +139,7 @@ class _Worker:
         self._eos = eos
         self._queue: "queue.Queue[WorkerRequest | None]" = queue.Queue()
         self.closed = False
-        self.busy = 0  # requests submitted and not finished (SplitEngine reads it)
+        self.busy = 0  # requests submitted and not finished (`OnnxRuntimeEngine.busy`)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name=f"onnxruntime-{path.name}", daemon=True)
         self._thread.start()
@@ -206,7 +205,7 @@ class OnnxRuntimeEngine:
     """Engine over onnxruntime-genai: one model per served name (base, each adapter), requests one at a time."""
 
     def __init__(self, models: dict[str, Path], tokenizer: Any, base_name: str, *, threads: int = 0,
-                 precision: str = "int8", model_dir: Path | None = None):
+                 model_dir: Path | None = None):
         try:
             import onnxruntime_genai  # noqa: F401
         except ImportError as e:
@@ -214,7 +213,6 @@ class OnnxRuntimeEngine:
                                          "verticalize: reinstall it with the README's set-up)") from e
         self.tokenizer = tokenizer
         self.base_name = base_name
-        self.precision = precision
         self.base_form: BaseForm | None = None
         self._eos = eos_token_ids(tokenizer, model_dir)
         self._workers = {name: _Worker(path, threads, self._eos) for name, path in models.items()}
@@ -235,7 +233,7 @@ class OnnxRuntimeEngine:
             models[adapter.name] = served_onnx(model_cfg, adapter, cache_dir, precision, log)
         base_dir = resolve_base(model_cfg)
         engine = cls(models, load_tokenizer(base_dir, model_cfg), base_name, threads=serve_cfg.onnxruntime_threads,
-                     precision=precision, model_dir=base_dir)
+                     model_dir=base_dir)
         engine.base_form = BaseForm("unquantised", f"{precision} onnx, adapters merged", "")
         return engine
 
