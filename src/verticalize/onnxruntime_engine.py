@@ -16,27 +16,25 @@ but only per generator and only for models exported with LoRA inputs (measured: 
 copy per adapter it is, as with OpenVINO.
 
 The prompt is rendered and tokenised by the model's Transformers tokenizer and handed over as token ids, so every
-engine sees the same tokens; one worker thread per served model runs its requests in turn.
+engine sees the same tokens; one worker process per served model (`onnxruntime_worker`; `engine_process` says why
+a process) runs its requests in turn.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
-import queue
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from verticalize.artifacts import TrainedAdapter
-from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
-                                    TokenClock, WorkerRequest, eos_token_ids, prompt_token_ids,
-                                    receive_tokens)
+from verticalize.engine_api import (Cancellation, GenerationRequest, GenerationResult, TokenClock,
+                                    WorkerRequest, eos_token_ids, prompt_token_ids, receive_tokens)
+from verticalize.engine_process import EngineProcess
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import merged_model
@@ -124,83 +122,6 @@ def _quiet_quantizer() -> Any:
 
 
 # ------------------------------------------------------------------------------------------- the engine
-class _Worker:
-    """One served model: its onnxruntime-genai model and the thread that runs its requests, one at a time."""
-
-    def __init__(self, path: Path, threads: int, eos: set[int]):
-        import onnxruntime_genai as og
-
-        self._og = og
-        config = og.Config(str(path))
-        if threads:
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-                "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-        self.model = og.Model(config)
-        self._eos = eos
-        self._queue: "queue.Queue[WorkerRequest | None]" = queue.Queue()
-        self.closed = False
-        self.busy = 0  # requests submitted and not finished (`OnnxRuntimeEngine.busy`)
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name=f"onnxruntime-{path.name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, live: WorkerRequest) -> None:
-        with self._lock:
-            if self.closed:
-                raise EngineClosedError("this engine is closed; send the request to the engine that replaced it")
-            self.busy += 1
-        self._queue.put(live)
-
-    @staticmethod
-    def stop(live: WorkerRequest) -> None:
-        live.stop_asked = True  # read by the worker before each token
-
-    def close(self) -> None:
-        """New requests are refused; the ones already submitted finish, then the worker ends."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        self._queue.put(None)
-        self._thread.join()
-        self.model = None
-
-    def _loop(self) -> None:
-        while (live := self._queue.get()) is not None:
-            try:
-                self._run(live)
-            except Exception as e:  # noqa: BLE001 - this request fails, the next ones go on
-                live.error = e
-            finally:
-                with self._lock:
-                    self.busy -= 1
-                live.tokens.put(None)
-
-    def _run(self, live: WorkerRequest) -> None:
-        og = self._og
-        params = og.GeneratorParams(self.model)
-        options: dict[str, Any] = {"max_length": len(live.ids) + live.config["max_tokens"], "do_sample": False}
-        if live.config["temperature"] > 0:
-            options.update(do_sample=True, temperature=live.config["temperature"], top_p=live.config["top_p"],
-                           top_k=0)
-            if live.config["seed"] is not None:
-                options["random_seed"] = live.config["seed"] % 2**31  # it takes a 32-bit int; OpenAI's seed is any int
-        params.set_search_options(**options)
-        generator = og.Generator(self.model, params)
-        generator.append_tokens(live.ids)
-        produced = 0
-        while not generator.is_done() and not live.stop_asked and produced < live.config["max_tokens"]:
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            produced += 1
-            live.tokens.put([token])
-            if token in self._eos:
-                live.finish = "stop"
-                return
-        if generator.is_done() and produced < live.config["max_tokens"]:
-            live.finish = "stop"  # the model's own end of sequence (genai_config's eos ids)
-
-
 class OnnxRuntimeEngine:
     """Engine over onnxruntime-genai: one model per served name (base, each adapter), requests one at a time."""
 
@@ -215,7 +136,15 @@ class OnnxRuntimeEngine:
         self.base_name = base_name
         self.base_form: BaseForm | None = None
         self._eos = eos_token_ids(tokenizer, model_dir)
-        self._workers = {name: _Worker(path, threads, self._eos) for name, path in models.items()}
+        self._workers: dict[str, EngineProcess] = {}
+        try:
+            for name, path in models.items():
+                self._workers[name] = EngineProcess(
+                    "verticalize.onnxruntime_worker", (str(path), threads, set(self._eos)), "ONNX Runtime",
+                    lambda why, path=path: OnnxRuntimeUnavailable(f"onnxruntime-genai could not load {path}: {why}"))
+        except BaseException:
+            self.close()  # the worker processes already started
+            raise
 
     @classmethod
     def for_adapters(cls, model_cfg: Any, serve_cfg: Any, adapters: list[TrainedAdapter], base_name: str,

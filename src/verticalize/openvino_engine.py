@@ -14,22 +14,21 @@ and F16 GGUFs, not F32.
 
 The prompt is rendered and tokenised by the model's Transformers tokenizer and handed over as token ids, so every
 engine sees the same tokens for the same request; the generated ids are decoded by that tokenizer too. One
-worker thread per served model owns its pipeline: it adds new requests, runs `step()`, hands each request its
-new tokens, and cancels a request whose caller gave up or whose output reached a stop string (its KV-cache
-blocks are freed at once).
+worker process per served model owns its pipeline (`openvino_worker`, which says why a process): it adds new
+requests, runs `step()`, sends each request its new tokens, and cancels a request whose caller gave up or whose
+output reached a stop string (its KV-cache blocks are freed at once).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from verticalize.artifacts import TrainedAdapter
-from verticalize.engine_api import (Cancellation, EngineClosedError, GenerationRequest, GenerationResult,
-                                    TokenClock, WorkerRequest, eos_token_ids, prompt_token_ids,
-                                    receive_tokens)
+from verticalize.engine_api import (Cancellation, GenerationRequest, GenerationResult, TokenClock,
+                                    WorkerRequest, eos_token_ids, prompt_token_ids, receive_tokens)
+from verticalize.engine_process import EngineProcess
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import merged_model, source_gguf_of, write_gguf
@@ -81,95 +80,6 @@ def served_gguf(model_cfg: Any, adapter: TrainedAdapter | None, cache_dir: Path,
 
 
 # ------------------------------------------------------------------------------------------- the engine
-class _Pipeline:
-    """One served model: a ContinuousBatchingPipeline and the worker thread that owns it."""
-
-    def __init__(self, path: Path, scheduler: Any, properties: dict[str, Any]):
-        import openvino_genai as og
-
-        self._og = og
-        self.pipe = og.ContinuousBatchingPipeline(str(path), scheduler, "CPU", properties)
-        self._pending: list[WorkerRequest] = []
-        self._active: dict[int, WorkerRequest] = {}
-        self._wake = threading.Condition()
-        self._next_id = 0
-        self.closed = False
-        self._thread = threading.Thread(target=self._loop, name=f"openvino-{path.stem}", daemon=True)
-        self._thread.start()
-
-    def submit(self, live: WorkerRequest) -> None:
-        with self._wake:
-            if self.closed:
-                raise EngineClosedError("this engine is closed; send the request to the engine that replaced it")
-            self._pending.append(live)
-            self._wake.notify()
-
-    def stop(self, live: WorkerRequest) -> None:
-        """End ``live`` at the next step (its caller gave up, or its text reached a stop string)."""
-        with self._wake:
-            live.stop_asked = True
-            self._wake.notify()
-
-    def close(self) -> None:
-        """New requests are refused; the ones already submitted finish, then the worker ends."""
-        with self._wake:
-            self.closed = True
-            self._wake.notify()
-        self._thread.join()
-        self.pipe = None
-
-    def _loop(self) -> None:
-        import numpy as np
-        import openvino as ov
-
-        while True:
-            with self._wake:
-                while not (self._pending or self._active or self.closed):
-                    self._wake.wait()
-                if self.closed and not (self._pending or self._active):
-                    return
-                new, self._pending = self._pending, []
-            for live in new:  # add_request and step stay on this one thread
-                self._next_id += 1
-                try:
-                    live.handle = self.pipe.add_request(
-                        self._next_id, ov.Tensor(np.array([live.ids], dtype=np.int64)), live.config)
-                except Exception as e:  # noqa: BLE001 - this request fails, the others go on
-                    self._fail([live], e)
-                    continue
-                self._active[self._next_id] = live
-            for live in self._active.values():
-                if live.stop_asked and not live.stop_sent:
-                    live.handle.stop()
-                    live.stop_sent = True
-            try:
-                if self.pipe.has_non_finished_requests():
-                    self.pipe.step()
-                self._hand_out()
-            except Exception as e:  # noqa: BLE001 - every request in the batch fails; the worker stays up
-                self._fail(list(self._active.values()), e)
-                self._active.clear()
-
-    @staticmethod
-    def _fail(lives: list[WorkerRequest], error: BaseException) -> None:
-        for live in lives:
-            live.error = error
-            live.tokens.put(None)
-
-    def _hand_out(self) -> None:
-        running = self._og.GenerationStatus.RUNNING
-        for rid, live in list(self._active.items()):
-            if live.handle.can_read():
-                for out in live.handle.read().values():
-                    if out.generated_ids:
-                        live.tokens.put(list(out.generated_ids))
-                    if str(out.finish_reason).endswith("STOP"):
-                        live.finish = "stop"
-            if live.handle.get_status() != running and not live.handle.can_read():
-                del self._active[rid]
-                live.tokens.put(None)
-
-
 class OpenVINOEngine:
     """Engine over OpenVINO GenAI: one continuous-batching pipeline per served model (base, each adapter)."""
 
@@ -177,7 +87,7 @@ class OpenVINOEngine:
                  cache_gb: float = 0.5, threads: int = 0, precision: str = "", weights: str = "q8_0",
                  model_dir: Path | None = None):
         try:
-            import openvino_genai as og
+            import openvino_genai  # noqa: F401 - loaded by the worker processes; checked here for a clear error
         except ImportError as e:
             raise OpenVINOUnavailable("serve.engine=openvino needs openvino-genai (a dependency of verticalize: "
                                       "reinstall it with the README's set-up)") from e
@@ -191,15 +101,22 @@ class OpenVINOEngine:
         if precision:  # "f32" makes answers match Transformers in float32 (the tests use it); default: the CPU's
             properties["INFERENCE_PRECISION_HINT"] = precision
             properties["KV_CACHE_PRECISION"] = precision
-        self._pipelines: dict[str, _Pipeline] = {}
-        for name, path in models.items():
-            scheduler = og.SchedulerConfig()
-            scheduler.cache_size = max(1, int(round(cache_gb)))  # GB of KV cache per model
-            scheduler.max_num_seqs = max_num_seqs
-            scheduler.max_num_batched_tokens = 2048
-            scheduler.dynamic_split_fuse = True  # a long prompt is prefilled in chunks between decode steps
-            scheduler.enable_prefix_caching = True  # the system prompt and shared passages are prefilled once
-            self._pipelines[name] = _Pipeline(path, scheduler, dict(properties))
+        scheduler = {
+            "cache_size": max(1, int(round(cache_gb))),  # GB of KV cache per model
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": 2048,
+            "dynamic_split_fuse": True,  # a long prompt is prefilled in chunks between decode steps
+            "enable_prefix_caching": True,  # the system prompt and shared passages are prefilled once
+        }
+        self._pipelines: dict[str, EngineProcess] = {}
+        try:
+            for name, path in models.items():
+                self._pipelines[name] = EngineProcess(
+                    "verticalize.openvino_worker", (str(path), scheduler, dict(properties)), "OpenVINO",
+                    lambda why, path=path: OpenVINOUnavailable(f"OpenVINO GenAI could not load {path.name}: {why}"))
+        except BaseException:
+            self.close()  # the worker processes already started
+            raise
         self._eos = eos_token_ids(tokenizer, model_dir)
 
     @classmethod
@@ -234,8 +151,7 @@ class OpenVINOEngine:
     def close(self, timeout: float | None = None) -> None:
         """Let the running requests end, stop the workers and free the pipelines; closing twice is harmless."""
         for pipeline in self._pipelines.values():
-            if not pipeline.closed:
-                pipeline.close()
+            pipeline.close()
 
     def _prompt_ids(self, req: GenerationRequest) -> list[int]:
         return prompt_token_ids(self.tokenizer, req)
@@ -243,21 +159,16 @@ class OpenVINOEngine:
     def count_prompt_tokens(self, req: GenerationRequest) -> int:
         return len(self._prompt_ids(req))
 
-    def _config(self, req: GenerationRequest) -> Any:
-        import openvino_genai as og
-
-        config = og.GenerationConfig()
-        config.max_new_tokens = max(1, req.max_tokens)
-        config.stop_token_ids = set(self._eos)
-        config.eos_token_id = next(iter(sorted(self._eos)), -1) if self._eos else -1
+    def _config(self, req: GenerationRequest) -> dict[str, Any]:
+        """The request's og.GenerationConfig fields (the worker process builds the config from them)."""
+        config: dict[str, Any] = {
+            "max_new_tokens": max(1, req.max_tokens), "stop_token_ids": set(self._eos),
+            "eos_token_id": next(iter(sorted(self._eos)), -1) if self._eos else -1,
+            "do_sample": req.temperature > 0}
         if req.temperature > 0:
-            config.do_sample = True
-            config.temperature = req.temperature
-            config.top_p = req.top_p
+            config.update(temperature=req.temperature, top_p=req.top_p)
             if req.seed is not None:
-                config.rng_seed = req.seed
-        else:
-            config.do_sample = False
+                config["rng_seed"] = req.seed
         return config
 
     def generate(self, req: GenerationRequest, on_text: Callable[[str], None] | None = None,

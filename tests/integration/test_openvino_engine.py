@@ -107,7 +107,7 @@ def test_cancel_stops_the_request_and_frees_the_pipeline(engines) -> None:
                                         max_tokens=1500, temperature=0.0), on_text=on_text, cancel=cancel)
     assert out.finish_reason == "cancelled" and out.completion_tokens < 200
     assert time.perf_counter() - t0 < 30
-    assert ov._pipelines["task"]._active == {}  # nothing left running on the pipeline
+    assert ov._pipelines["task"]._live == {}  # nothing left running on the pipeline
     assert _ask(ov, "task", PROMPTS[1]).completion_tokens > 0  # and it still serves
 
 
@@ -172,11 +172,12 @@ def test_close_lets_running_requests_finish_and_refuses_new_ones(lively) -> None
     worker = threading.Thread(target=long_answer)
     worker.start()
     assert started.wait(30)
-    threads = [p._thread for p in engine._pipelines.values()]
+    pipelines = list(engine._pipelines.values())
     engine.close()  # what a reload does to the old engine once it has switched
     worker.join(60)
     assert result["out"].finish_reason in ("length", "stop") and result["out"].completion_tokens > 1
-    assert not any(t.is_alive() for t in threads)
+    assert not any(p._thread.is_alive() for p in pipelines)
+    assert all(p._process.poll() == 0 for p in pipelines)  # each worker process ended cleanly
     with pytest.raises(RuntimeError, match="closed"):
         _ask(engine, "base", PROMPTS[0])
 
