@@ -4,6 +4,8 @@ to ONNX Runtime, concurrent ones to OpenVINO's continuous batching, each result 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +70,32 @@ def test_onnxruntime_answers_as_transformers_does(engines) -> None:
                 (want.text, want.completion_tokens, want.finish_reason, want.prompt_tokens), (model, q)
             answers[model, q] = got.text
     assert any(answers["base", q] != answers["task", q] for q in PROMPTS)  # the adapter is merged in
+
+
+def test_a_killed_worker_fails_its_request_and_a_new_one_answers_the_next(engines) -> None:
+    ort, embedded, _ = engines
+    worker = ort._workers["task"]
+    first_piece, outcome = threading.Event(), {}
+
+    def long_answer() -> None:
+        try:
+            outcome["result"] = ort.generate(GenerationRequest(
+                model="task", messages=[{"role": "user", "content": PROMPTS[1]}], max_tokens=1500, temperature=0.0),
+                on_text=lambda piece: first_piece.set())
+        except RuntimeError as e:
+            outcome["error"] = str(e)
+
+    caller = threading.Thread(target=long_answer)
+    caller.start()
+    assert first_piece.wait(30)
+    old_pid = worker._process.pid
+    os.kill(old_pid, signal.SIGKILL)  # what the kernel's OOM killer would do
+    caller.join(60)
+    assert outcome["error"] == ("the ONNX Runtime engine failed on this request: the ONNX Runtime worker process "
+                                "ended unexpectedly (exit code -9)")
+    again = _ask(ort, "task", PROMPTS[2])  # waits for the new worker if it is still loading
+    assert worker.restarts == 1 and worker._process.pid != old_pid and worker.busy == 0
+    assert again.text == _ask(embedded, "task", PROMPTS[2]).text
 
 
 def test_concurrent_requests_are_answered_in_turn(engines) -> None:

@@ -7,8 +7,9 @@ Layers, lowest first; a module may import its own package and anything in a LOWE
        json_reply, answering, rungs, ... (every top-level module or package not named below)
     1  models      support: base models (catalog, resolving, loading, conversion)
     2  plan        support: memory/time estimates and the route advisor (uses models)
-    3  engine, batching, engine_api: the one loaded model that generates (loads models); engine imports
-       batching, both import engine_api (requests, results, the streaming helpers)
+    3  engine, batching, engine_api and the CPU engines (openvino_*, onnxruntime_*, engine_process: their worker
+       processes): the one loaded model that generates (loads models); engine imports batching, both import
+       engine_api (requests, results, the streaming helpers)
     4  the stages, in the order of the flow: ingest < kb < data < train < evaluate < export < serve
        (a stage imports only stages BEFORE it; a later or sibling stage never)
     5  pipeline, cli, __main__, the package __init__: may import everything
@@ -32,7 +33,8 @@ PACKAGE = "verticalize"
 
 STAGES = ("ingest", "kb", "data", "train", "evaluate", "export", "serve")
 SUPPORT_RANK = {"models": 1, "plan": 2}
-RUNTIME = ("engine", "batching", "engine_api", "openvino_engine", "onnxruntime_engine")
+RUNTIME = ("engine", "batching", "engine_api", "engine_process", "openvino_engine", "openvino_worker",
+           "onnxruntime_engine", "onnxruntime_worker")
 ENTRY = ("pipeline", "cli", "console", "__main__", PACKAGE)
 SUPPORT_USERS = ("train", "evaluate", "export", "serve")
 
