@@ -2,18 +2,18 @@
 
 Same model (SmolLM2 with a PEFT LoRA on all seven projections whose B is drawn small, so it changes the answers
 and they stay readable), same prompts, measured in this order:
-  * llama.cpp direct (llama-cpp-python) on the GGUF the default engine's OpenVINO half serves: the base with the
-    adapter merged, Q8_0 — the baseline a user would otherwise run — and on the packaged Q4_1 GGUF of the base;
-  * the default engine in-process (serve.engine=auto: ONNX Runtime int8 for a lone request, OpenVINO GenAI on
-    that GGUF for concurrent ones, both on the same merged model) — no HTTP;
-  * the gateway (`verticalize serve`, a uvicorn subprocess) with the default engine and with
-    serve.engine=embedded (Transformers + PEFT, the adapter unmerged), over HTTP with streaming; the short answers
-    again with ApacheBench (`ab`, a C client) where it is installed.
+  * llama.cpp direct (llama-cpp-python) on the GGUF the default engine serves: the base with the adapter merged,
+    Q8_0 — the baseline a user would otherwise run — and on the packaged Q4_1 GGUF of the base;
+  * the default engine in-process (serve.engine=auto: OpenVINO GenAI on that GGUF) — no HTTP;
+  * the gateway (`verticalize serve`, a uvicorn subprocess) with the default engine, with serve.engine=split
+    (opt-in: ONNX Runtime int8 for a lone request, OpenVINO for concurrent ones, the same merged model) and with
+    serve.engine=embedded (Transformers + PEFT, the adapter unmerged), over HTTP with streaming; the default's
+    short answers again with ApacheBench (`ab`, a C client) where it is installed.
 Figures: single-stream decode tokens/s (first to last token of a 64-token answer); p50/p99 end-to-end latency
 at concurrency 1, 4, 8 and 16 for short classification answers (max_tokens=3; gate p99 < 500 ms at 8) and for
 64-token answers; gateway overhead = p50 of HTTP requests to an in-process gateway − p50 of direct calls to the
 same engine object, the two alternating request by request (with raw llama.cpp) so that load from other
-processes affects every path alike.
+processes affects every path alike (for the default and the split engine).
 
     .venv/bin/python bench/serve.py            # a few minutes on 2 cores
     .venv/bin/python bench/serve.py --quick    # fewer requests
@@ -413,8 +413,10 @@ def main() -> None:
              "in_process_default": lambda: bench_in_process(work, threads),
              "gateway_default": lambda: bench_gateway(work, "auto", args.quick, threads),
              "gateway_default_ab": lambda: bench_gateway_ab(work, "auto", threads),
+             "gateway_split": lambda: bench_gateway(work, "split", args.quick, threads),
              "gateway_embedded": lambda: bench_gateway(work, "embedded", args.quick, threads),
-             "overhead_default": lambda: bench_overhead(work, "auto", threads, pairs, setup["gguf_served"])}
+             "overhead_default": lambda: bench_overhead(work, "auto", threads, pairs, setup["gguf_served"]),
+             "overhead_split": lambda: bench_overhead(work, "split", threads, pairs, setup["gguf_served"])}
     for name, step in steps.items():
         t0 = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
@@ -423,7 +425,7 @@ def main() -> None:
     results["ratios"] = ratios(m)
     results["gates"] = {name: {"p99_ms": m[name]["short_c8"]["p99_ms"], "limit_ms": GATE_P99_MS,
                                "pass": m[name]["short_c8"]["p99_ms"] < GATE_P99_MS}
-                        for name in ("gateway_default", "gateway_embedded")}
+                        for name in ("gateway_default", "gateway_split", "gateway_embedded")}
     # The headline keys, for the default engine through the gateway.
     results["default_engine"] = m["in_process_default"]["engine"]
     results["decode_ratio_vs_llamacpp"] = results["ratios"]["gateway_default_vs_llama_cpp_decode"]
@@ -432,6 +434,13 @@ def main() -> None:
     results["short_answer_p50_ms"] = {str(c): m["gateway_default"][f"short_c{c}"]["p50_ms"] for c in CONCURRENCY}
     results["aggregate_tok_s_long"] = {str(c): m["gateway_default"][f"long_c{c}"]["tokens_per_s_total"]
                                        for c in CONCURRENCY}
+    # serve.engine=split (opt-in): the faster single stream, answers that may depend on the load
+    results["split_engine"] = {
+        "decode_ratio_vs_llamacpp": results["ratios"]["gateway_split_vs_llama_cpp_decode"],
+        "decode_ratio_vs_llamacpp_alternating": m["overhead_split"]["gateway_vs_llama_cpp_decode"],
+        "short_answer_p99_ms": {str(c): m["gateway_split"][f"short_c{c}"]["p99_ms"] for c in CONCURRENCY},
+        "aggregate_tok_s_long": {str(c): m["gateway_split"][f"long_c{c}"]["tokens_per_s_total"]
+                                 for c in CONCURRENCY}}
     if m.get("gateway_default_ab"):  # the same answers measured with a C load generator
         results["short_answer_p99_ms_ab"] = {str(c): m["gateway_default_ab"][f"short_c{c}"]["p99_ms_median"]
                                              for c in CONCURRENCY}
@@ -446,6 +455,7 @@ def main() -> None:
 def ratios(m: dict) -> dict:
     base = m["llama_cpp_same_gguf"]["decode_tok_s"] or 1.0
     return {"gateway_default_vs_llama_cpp_decode": round(m["gateway_default"]["decode_tok_s"] / base, 3),
+            "gateway_split_vs_llama_cpp_decode": round(m["gateway_split"]["decode_tok_s"] / base, 3),
             "gateway_embedded_vs_llama_cpp_decode": round(m["gateway_embedded"]["decode_tok_s"] / base, 3),
             "in_process_default_vs_llama_cpp_decode": round(m["in_process_default"]["decode_tok_s"] / base, 3),
             "alternating_gateway_default_vs_llama_cpp_decode": m["overhead_default"]["gateway_vs_llama_cpp_decode"],
@@ -458,19 +468,20 @@ def print_table(m: dict, r: dict, gates: dict) -> None:
     print(f"\n{'path':28} {'decode tok/s':>12} {'vs llama.cpp':>12}")
     base = m["llama_cpp_same_gguf"]["decode_tok_s"] or 1.0
     for name in ("llama_cpp_same_gguf", "llama_cpp_q4_1", "in_process_default", "gateway_default",
-                 "gateway_embedded"):
+                 "gateway_split", "gateway_embedded"):
         print(f"{name:28} {m[name]['decode_tok_s']:>12} {m[name]['decode_tok_s'] / base:>12.2f}")
     print(f"\n{'gateway':18} {'answer':6} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'tok/s all':>10}")
-    for name in ("gateway_default", "gateway_embedded"):
+    for name in ("gateway_default", "gateway_split", "gateway_embedded"):
         for kind in ("short", "long"):
             for conc in CONCURRENCY:
                 s = m[name][f"{kind}_c{conc}"]
                 print(f"{name[8:]:18} {kind:6} {conc:>4} {s['p50_ms']:>9} {s['p99_ms']:>9} "
                       f"{s['tokens_per_s_total']:>10}")
-    o = m["overhead_default"]
-    print(f"overhead_default: short answer in-process p50 {o['short_in_process']['p50_ms']} ms, gateway HTTP p50 "
-          f"{o['short_gateway_http']['p50_ms']} ms; decode tok/s {o['decode_tok_s']} -> gateway/llama.cpp "
-          f"{o['gateway_vs_llama_cpp_decode']} (alternating)")
+    for name in ("overhead_default", "overhead_split"):
+        o = m[name]
+        print(f"{name}: short answer in-process p50 {o['short_in_process']['p50_ms']} ms, gateway HTTP p50 "
+              f"{o['short_gateway_http']['p50_ms']} ms; decode tok/s {o['decode_tok_s']} -> gateway/llama.cpp "
+              f"{o['gateway_vs_llama_cpp_decode']} (alternating)")
     for name, g in gates.items():
         print(f"gate p99 < {g['limit_ms']:.0f} ms (short, concurrency 8) {name}: {g['p99_ms']} ms "
               f"{'PASS' if g['pass'] else 'FAIL'}")

@@ -310,16 +310,17 @@ class EvalConfig(Section):
 class ServeConfig(Section):
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="Port.")
-    engine: Literal["auto", "openvino", "onnxruntime", "embedded", "llamacpp", "vllm"] = Field(
-        "auto", description="Inference engine of the gateway and the ladder. auto, on a CPU where both can serve "
-                            "the run (a Llama-architecture base, LoRA-family adapters): a request that arrives "
-                            "while nothing else is generating goes to onnxruntime (the fastest single stream), "
-                            "the others to openvino (continuous batching); openvino alone where onnxruntime "
-                            "cannot; else embedded (Transformers + PEFT in-process). The choice and its reason "
-                            "are logged and recorded in the ladder (and which engine answered each row). "
-                            "openvino / onnxruntime: that engine alone (onnxruntime answers one request at a "
-                            "time per model). llamacpp and vllm serve exported models; the ladder then uses "
-                            "auto's choice.")
+    engine: Literal["auto", "openvino", "onnxruntime", "split", "embedded", "llamacpp", "vllm"] = Field(
+        "auto", description="Inference engine of the gateway and the ladder. auto: openvino on a CPU where it can "
+                            "serve the run (a Llama-architecture base, LoRA-family adapters), else embedded "
+                            "(Transformers + PEFT in-process); the choice and its reason are logged and recorded "
+                            "in the ladder. openvino / onnxruntime: that engine alone (onnxruntime answers one "
+                            "request at a time per model: the fastest single stream, no batching). split: a "
+                            "request that arrives while nothing else is generating goes to onnxruntime, the "
+                            "others to openvino — the fastest single stream and batching, but a greedy answer "
+                            "may then depend on the load (the two compute differently; the ladder records which "
+                            "engine answered each row). llamacpp and vllm serve exported models; the ladder then "
+                            "uses auto's choice.")
     api_key_env: str = Field("VERTICALIZE_API_KEY", description="Env var with the accepted API key(s), "
                                                                 "comma-separated; unset = no auth, and then "
                                                                 "`serve` binds only a loopback address unless "
@@ -367,7 +368,7 @@ class ServeConfig(Section):
     openvino_precision: Literal["", "f32", "bf16", "f16"] = Field(
         "", description="openvino engine: inference precision ('' = the CPU plugin's choice, bf16 where the CPU "
                         "has it; f32 answers as Transformers in float32 do).")
-    single_stream_quiet_ms: float = Field(500.0, ge=0, description="auto on a CPU: once requests overlap "
+    single_stream_quiet_ms: float = Field(500.0, ge=0, description="split engine: once requests overlap "
                                           "(concurrent load), the next ones stay on openvino's batch until none "
                                           "have overlapped for this long; a lone request, or requests sent one "
                                           "after another, go to onnxruntime.")

@@ -1,5 +1,5 @@
-"""The ONNX Runtime engine (serve.engine=onnxruntime; the single-stream half of `auto`): onnxruntime-genai's
-generator on the CPU, over ONNX models that verticalize converts itself.
+"""The ONNX Runtime engine (serve.engine=onnxruntime; the single-stream half of serve.engine=split):
+onnxruntime-genai's generator on the CPU, over ONNX models that verticalize converts itself.
 
 Why this engine: on 2 cores its int8 kernels (MatMulNBits with int8 activations, block 32) decode one stream as
 fast as llama.cpp on the same model's Q8_0 GGUF — ~1.8x the OpenVINO pipeline (bench/results/onnxruntime_probe.json)

@@ -183,13 +183,13 @@ def test_close_lets_the_running_request_finish_and_refuses_new_ones(lively) -> N
         _ask(engine, "base", PROMPTS[0])
 
 
-def test_auto_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvino(lively) -> None:
+def test_split_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvino(lively) -> None:
     model_dir, run = lively
-    engine, choice = open_local_engine(_cfg(model_dir, "serve.single_stream_quiet_ms=0"), read_adapters(run), "base",
-                                       run.engine_cache, max_batch=8)
+    engine, choice = open_local_engine(_cfg(model_dir, "serve.engine=split", "serve.single_stream_quiet_ms=0"),
+                                       read_adapters(run), "base", run.engine_cache, max_batch=8)
     try:
         assert isinstance(engine, SplitEngine) and choice["engine"] == "openvino+onnxruntime"
-        assert choice["why"].startswith("auto:") and engine.model_names() == ["base", "task"]
+        assert choice["why"].startswith("serve.engine=split:") and engine.model_names() == ["base", "task"]
         lone = _ask(engine, "task", PROMPTS[0], 12)
         assert lone.engine == "onnxruntime"
         gate, release = threading.Event(), threading.Event()
@@ -221,8 +221,8 @@ def test_auto_sends_a_lone_request_to_onnxruntime_and_concurrent_ones_to_openvin
 
 def test_after_concurrent_load_requests_stay_on_openvino_for_the_quiet_time(lively) -> None:
     model_dir, run = lively
-    engine, _ = open_local_engine(_cfg(model_dir, "serve.single_stream_quiet_ms=400"), read_adapters(run), "base",
-                                  run.engine_cache, max_batch=8)
+    engine, _ = open_local_engine(_cfg(model_dir, "serve.engine=split", "serve.single_stream_quiet_ms=400"),
+                                  read_adapters(run), "base", run.engine_cache, max_batch=8)
     try:
         one_after_another = [_ask(engine, "task", q).engine for q in PROMPTS]
         assert one_after_another == ["onnxruntime"] * 4  # a sequential client never overlaps

@@ -144,7 +144,9 @@ def test_a_prefix_adapter_falls_back_to_the_embedded_engine(tmp_path: Path, live
     from peft import PrefixTuningConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model_dir, _ = lively
+    model_dir, lora_run = lively
+    name, why = choose_local_engine(_cfg(model_dir, "serve.engine=auto"), read_adapters(lora_run))
+    assert name == "openvino" and why.startswith("auto:")  # LoRA: OpenVINO alone (the split only on request)
     run = RunDir(tmp_path / "run")
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),

@@ -186,9 +186,10 @@ def test_the_ladder_and_the_gateway_run_a_layered_stage_with_its_whole_lineage(t
     want = engine.tokenizer.decode(out[0, prompt["input_ids"].shape[1]:], skip_special_tokens=True)
     assert served.text == want
     ladder.close()
-    # auto's engines serve the stage as one merged model with its parents merged in: the same answer from the
-    # ONNX Runtime half (a lone request) and from the OpenVINO half (fp32 / f16 + f32: exact).
-    split = LadderEngines(load_config(None, common + ["serve.openvino_weights=f16", "serve.openvino_precision=f32",
+    # The split engine's halves serve the stage as one merged model with its parents merged in: the same answer
+    # from the ONNX Runtime half (a lone request) and from the OpenVINO half (fp32 / f16 + f32: exact).
+    split = LadderEngines(load_config(None, common + ["serve.engine=split", "serve.openvino_weights=f16",
+                                                      "serve.openvino_precision=f32",
                                                       "serve.onnxruntime_precision=fp32"]),
                           adapter, None, RunDir(run).engine_cache)
     try:

@@ -74,7 +74,7 @@ class Generated:
     new_tokens: int
     latency_s: float
     batch: int
-    engine: str | None = None  # which engine answered, where the engine routes (auto's split engine)
+    engine: str | None = None  # which engine answered, where the engine routes (the split engine)
 
 
 def generate_answers(engine: Any, model_name: str, conversations: Sequence[list[dict[str, str]]], *,

@@ -268,7 +268,7 @@ def _prediction_rows(rung: str, examples: Sequence[TestExample], gens: Sequence[
                                "prediction": gen.text, "latency_ms": round(latency * 1000, 2),
                                "new_tokens": gen.new_tokens, "answerable": ex.answerable,
                                "refused": is_refusal(gen.text, style)}
-        if getattr(gen, "engine", None):  # which engine answered (auto's split engine)
+        if getattr(gen, "engine", None):  # which engine answered (the split engine)
             row["engine"] = gen.engine
         if labels:
             row["label"] = ex.label
@@ -303,7 +303,7 @@ def _rung_metrics(rung: str, rows: list[dict[str, Any]], gens: Sequence[Any], ta
     out["tokens_per_s"] = tokens_per_second(sum(g.new_tokens for g in gens), batch_seconds)
     out["mean_new_tokens"] = sum(g.new_tokens for g in gens) / len(gens) if gens else 0.0
     engines = [getattr(g, "engine", None) for g in gens]
-    if any(engines):  # auto's split engine: how many answers each engine gave
+    if any(engines):  # the split engine: how many answers each engine gave
         out["answered_by"] = dict(Counter(e for e in engines if e))
     if retrieval is not None and Rung.parse(rung).uses_knowledge_base:
         out["recall@k"], out["mrr"] = retrieval["recall@k"], retrieval["mrr"]

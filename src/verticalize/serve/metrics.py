@@ -28,7 +28,7 @@ class GatewayMetrics:
         self.generation_tokens = Counter("verticalize:generation_tokens", "Tokens generated.", ["adapter"],
                                          registry=r)
         self.engine_answers = Counter("verticalize:engine_answers", "Answers by the engine that generated them "
-                                      "(auto's split engine: onnxruntime for a lone request, openvino under load).",
+                                      "(serve.engine=split: onnxruntime for a lone request, openvino under load).",
                                       ["engine"], registry=r)
         self.retrieval_latency = Histogram("verticalize:retrieval_latency_seconds", "Knowledge-base search time.",
                                            buckets=LATENCY_BUCKETS, registry=r)
