@@ -182,10 +182,11 @@ def decode_whole_chars(tokenizer: Any, ids: list[int], cut: bool) -> str:
 
 @dataclass
 class WorkerRequest:
-    """One request inside an engine whose worker thread owns the model (the OpenVINO and ONNX Runtime engines):
-    the worker puts each batch of new token ids on ``tokens`` and None when it is done with the request, and sets
-    ``finish`` ("stop" when the model ended it) or ``error``; the caller's thread turns the tokens into text
-    (`receive_tokens`) and sets ``stop_asked`` to end the request early."""
+    """One request inside an engine whose worker process owns the model (the OpenVINO and ONNX Runtime engines,
+    through `engine_process.EngineProcess`, which keeps the request's id in ``handle``): each batch of new token
+    ids is put on ``tokens`` and None when the worker is done with the request, with ``finish`` ("stop" when the
+    model ended it) or ``error`` set; the caller's thread turns the tokens into text (`receive_tokens`) and sets
+    ``stop_asked`` to end the request early."""
 
     ids: list[int]
     config: Any = None
