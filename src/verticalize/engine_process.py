@@ -5,8 +5,9 @@ Why a process: both libraries' Python bindings hold the GIL while they compute (
 onnxruntime-genai's `generate_next_token()`), so in the gateway's process every other Python thread — the event
 loop, tokenisation, the other requests' streams — waited for each forward pass, and each pass waited for them. With
 the model in its own process the two run side by side: 3-token answers through the gateway at concurrency 8 went
-from p50 329 / p99 615 ms to 188 / 311 ms on 2 cores (bench/results/serve.json, the split engine both times).
-vLLM runs its engine core apart from its API server for the same reason.
+from p50 329 / p99 615 ms to 188 / 311 ms on 2 cores (the split engine both times; OpenVINO alone, the default
+since: 241 / 283 ms — bench/results/serve.json). vLLM runs its engine core apart from its API server for the same
+reason.
 
 Messages over one pipe (`multiprocessing.connection`, pickled tuples):
   proxy -> worker  the worker's spec first, then ("add", rid, token_ids, options) · ("stop", rid) · ("close",)
