@@ -165,6 +165,28 @@ class EngineProcess:
                 log.error("%s", self._gone)
 
 
+def start_processes(module: str, label: str, specs: dict[str, tuple],
+                    unavailable: Callable[[str, str], Exception]) -> dict[str, EngineProcess]:
+    """One `EngineProcess` per served model name (``specs``: name -> the worker's spec). When one cannot start,
+    the ones already started are closed and ``unavailable(name, why)`` is raised."""
+    started: dict[str, EngineProcess] = {}
+    try:
+        for name, spec in specs.items():
+            started[name] = EngineProcess(module, spec, label, lambda why, name=name: unavailable(name, why))
+    except BaseException:
+        for process in started.values():
+            process.close()
+        raise
+    return started
+
+
+def fill(target: Any, fields: dict[str, Any]) -> Any:
+    """``target`` with each of ``fields`` set as an attribute (a worker builds a library's config object so)."""
+    for name, value in fields.items():
+        setattr(target, name, value)
+    return target
+
+
 def worker_main(serve: Callable[..., None]) -> None:
     """A worker module's ``__main__``: ``python -m MODULE FD``, FD being its end of the pipe (inherited)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the proxy closes this one

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 from verticalize.artifacts import TrainedAdapter
 from verticalize.engine_api import (Cancellation, GenerationRequest, GenerationResult, TokenClock,
                                     WorkerRequest, eos_token_ids, prompt_token_ids, receive_tokens)
-from verticalize.engine_process import EngineProcess
+from verticalize.engine_process import start_processes
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import merged_model
@@ -136,15 +136,10 @@ class OnnxRuntimeEngine:
         self.base_name = base_name
         self.base_form: BaseForm | None = None
         self._eos = eos_token_ids(tokenizer, model_dir)
-        self._workers: dict[str, EngineProcess] = {}
-        try:
-            for name, path in models.items():
-                self._workers[name] = EngineProcess(
-                    "verticalize.onnxruntime_worker", (str(path), threads, set(self._eos)), "ONNX Runtime",
-                    lambda why, path=path: OnnxRuntimeUnavailable(f"onnxruntime-genai could not load {path}: {why}"))
-        except BaseException:
-            self.close()  # the worker processes already started
-            raise
+        self._workers = start_processes(
+            "verticalize.onnxruntime_worker", "ONNX Runtime",
+            {name: (str(path), threads, set(self._eos)) for name, path in models.items()},
+            lambda name, why: OnnxRuntimeUnavailable(f"onnxruntime-genai could not load {models[name]}: {why}"))
 
     @classmethod
     def for_adapters(cls, model_cfg: Any, serve_cfg: Any, adapters: list[TrainedAdapter], base_name: str,

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable
 from verticalize.artifacts import TrainedAdapter
 from verticalize.engine_api import (Cancellation, GenerationRequest, GenerationResult, TokenClock,
                                     WorkerRequest, eos_token_ids, prompt_token_ids, receive_tokens)
-from verticalize.engine_process import EngineProcess
+from verticalize.engine_process import start_processes
 from verticalize.errors import UserError
 from verticalize.models import BaseForm, resolve_base
 from verticalize.models.gguf_writer import merged_model, source_gguf_of, write_gguf
@@ -108,15 +108,10 @@ class OpenVINOEngine:
             "dynamic_split_fuse": True,  # a long prompt is prefilled in chunks between decode steps
             "enable_prefix_caching": True,  # the system prompt and shared passages are prefilled once
         }
-        self._pipelines: dict[str, EngineProcess] = {}
-        try:
-            for name, path in models.items():
-                self._pipelines[name] = EngineProcess(
-                    "verticalize.openvino_worker", (str(path), scheduler, dict(properties)), "OpenVINO",
-                    lambda why, path=path: OpenVINOUnavailable(f"OpenVINO GenAI could not load {path.name}: {why}"))
-        except BaseException:
-            self.close()  # the worker processes already started
-            raise
+        self._pipelines = start_processes(
+            "verticalize.openvino_worker", "OpenVINO",
+            {name: (str(path), scheduler, properties) for name, path in models.items()},
+            lambda name, why: OpenVINOUnavailable(f"OpenVINO GenAI could not load {models[name].name}: {why}"))
         self._eos = eos_token_ids(tokenizer, model_dir)
 
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 from multiprocessing.connection import Connection
 from typing import Any
 
-from verticalize.engine_process import failed_to_load, next_message, worker_main
+from verticalize.engine_process import failed_to_load, fill, next_message, worker_main
 
 
 def serve(conn: Connection, path: str, scheduler_fields: dict[str, Any], properties: dict[str, Any]) -> None:
@@ -16,10 +16,7 @@ def serve(conn: Connection, path: str, scheduler_fields: dict[str, Any], propert
         import openvino as ov
         import openvino_genai as og
 
-        scheduler = og.SchedulerConfig()
-        for name, value in scheduler_fields.items():
-            setattr(scheduler, name, value)
-        pipe = og.ContinuousBatchingPipeline(path, scheduler, "CPU", properties)
+        pipe = og.ContinuousBatchingPipeline(path, fill(og.SchedulerConfig(), scheduler_fields), "CPU", properties)
     except Exception as e:  # noqa: BLE001 - the proxy raises it where the engine is built
         failed_to_load(conn, e)
         return
@@ -32,11 +29,9 @@ def serve(conn: Connection, path: str, scheduler_fields: dict[str, Any], propert
         while (message := next_message(conn, wait=not active and not closing)) is not None:
             if message[0] == "add":
                 _, rid, ids, fields = message
-                config = og.GenerationConfig()
-                for name, value in fields.items():
-                    setattr(config, name, value)
                 try:
-                    active[rid] = pipe.add_request(rid, ov.Tensor(np.array([ids], dtype=np.int64)), config)
+                    active[rid] = pipe.add_request(rid, ov.Tensor(np.array([ids], dtype=np.int64)),
+                                                   fill(og.GenerationConfig(), fields))
                 except Exception as e:  # noqa: BLE001 - this request fails, the others go on
                     conn.send(("failed", rid, str(e)))
             elif message[0] == "stop" and message[1] in active:

@@ -19,7 +19,7 @@ from verticalize.config import load_config
 from verticalize.engine import SplitEngine, open_local_engine
 from verticalize.engine_api import Cancellation, GenerationRequest
 from verticalize.models.tiny import build_tiny_model
-from verticalize.onnxruntime_engine import OnnxRuntimeEngine, served_onnx
+from verticalize.onnxruntime_engine import OnnxRuntimeEngine, OnnxRuntimeUnavailable, served_onnx
 
 PROMPTS = ["What is the annual fee of the card?", "Who may apply for a loan?", "逾期多少天停止计息？",
            "How do you restart the service?"]
@@ -96,6 +96,29 @@ def test_a_killed_worker_fails_its_request_and_a_new_one_answers_the_next(engine
     again = _ask(ort, "task", PROMPTS[2])  # waits for the new worker if it is still loading
     assert worker.restarts == 1 and worker._process.pid != old_pid and worker.busy == 0
     assert again.text == _ask(embedded, "task", PROMPTS[2]).text
+
+
+def _worker_processes() -> list[int]:
+    """This process's live ONNX Runtime worker processes (not yet reaped ones included)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"verticalize.onnxruntime_worker" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_a_model_that_cannot_load_is_refused_and_no_worker_is_left(engines, tmp_path: Path) -> None:
+    ort, _, _ = engines
+    before = _worker_processes()
+    good = Path(ort._workers["base"]._spec[0])
+    with pytest.raises(OnnxRuntimeUnavailable, match=f"onnxruntime-genai could not load {tmp_path / 'missing'}: "):
+        OnnxRuntimeEngine({"base": good, "task": tmp_path / "missing"}, ort.tokenizer, "base")
+    assert _worker_processes() == before  # the base's worker, started first, was closed
 
 
 def test_concurrent_requests_are_answered_in_turn(engines) -> None:
